@@ -1,0 +1,337 @@
+//! One tool call: a fresh store and instance, the grant's capabilities and
+//! limits, the call, and a report of what happened.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::contract;
+use crate::egress::{EgressHooks, EgressRecord};
+use crate::limits::{LimitHit, OversizePolicy, StoreLimiter};
+use crate::log::GuestLog;
+use crate::{
+    CallerIdentity, ContentItem, LoadedComponent, Sandbox, SandboxError, ToolDescriptor,
+    ToolFailure, ToolGrant, ToolOutput, fs,
+};
+
+/// Everything one call's store holds. Nothing survives the call.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: EgressHooks,
+    limiter: StoreLimiter,
+    pub(crate) caller: CallerIdentity,
+    pub(crate) log: GuestLog,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// A bound that ended a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKind {
+    /// The fuel budget ran out.
+    Fuel(u64),
+    /// A memory could not grow past the cap (bytes).
+    Memory(u64),
+    /// A table could not grow past the cap (elements).
+    Table(usize),
+    /// The wall-clock deadline passed.
+    Timeout(Duration),
+    /// The guest exhausted its stack.
+    Stack,
+    /// The result was larger than `max_output` (bytes).
+    Output(u64),
+}
+
+impl std::fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fuel(n) => write!(f, "limit exceeded: fuel ({n} units)"),
+            Self::Memory(n) => write!(f, "limit exceeded: memory ({} bytes)", n),
+            Self::Table(n) => write!(f, "limit exceeded: table ({n} elements)"),
+            Self::Timeout(d) => write!(f, "limit exceeded: timeout ({} ms)", d.as_millis()),
+            Self::Stack => write!(f, "limit exceeded: stack"),
+            Self::Output(n) => write!(f, "limit exceeded: max_output ({n} bytes)"),
+        }
+    }
+}
+
+/// Why a call produced no output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The tool itself returned an error.
+    #[error("{0}")]
+    Tool(ToolFailure),
+    /// A limit ended the call.
+    #[error("{0}")]
+    Limit(LimitKind),
+    /// The guest trapped for another reason (a panic, an abort).
+    #[error("tool crashed: {0}")]
+    Crashed(String),
+    /// Every sandbox slot is in use.
+    #[error("the runtime is at its concurrency limit; try again")]
+    Busy,
+    /// The host could not set the call up (details are in the host log).
+    #[error("internal error running the tool")]
+    Internal,
+}
+
+/// What one call did.
+#[derive(Debug)]
+pub struct CallReport {
+    /// The output, or why there is none.
+    pub result: Result<ToolOutput, CallError>,
+    /// Fuel burnt.
+    pub fuel_used: u64,
+    /// Destinations contacted and requests refused.
+    pub egress: EgressRecord,
+    /// Wall-clock time, instantiation included.
+    pub duration: Duration,
+}
+
+impl Sandbox {
+    /// Runs tool `name` of `component` with JSON `arguments` in a fresh
+    /// instance under `grant`, on behalf of `caller`.
+    pub async fn call(
+        &self,
+        component: &LoadedComponent,
+        grant: &ToolGrant,
+        caller: &CallerIdentity,
+        name: &str,
+        arguments: &str,
+    ) -> CallReport {
+        let started = Instant::now();
+        let record = Arc::new(Mutex::new(EgressRecord::default()));
+        let limits = &grant.limits;
+        let mut fuel_used = 0;
+        let result = match self.new_store(grant, caller, record.clone()) {
+            Err(err) => {
+                tracing::error!(tool = %grant.label, "cannot prepare call: {err}");
+                Err(CallError::Internal)
+            }
+            Ok((mut store, stdout, stderr)) => {
+                let run = async {
+                    let _slot = self.slots.acquire().await.map_err(|_| CallError::Busy)?;
+                    contract::invoke(&component.contract, &mut store, name, arguments)
+                        .await
+                        .map_err(|err| CallError::Internal.or_trap(err, store.data(), limits))
+                };
+                let outcome = match tokio::time::timeout(limits.timeout, run).await {
+                    Ok(Ok(Ok(output))) => bound_output(output, limits),
+                    Ok(Ok(Err(failure))) => Err(CallError::Tool(failure)),
+                    Ok(Err(err)) => Err(err),
+                    Err(_) => Err(CallError::Limit(LimitKind::Timeout(limits.timeout))),
+                };
+                fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+                store.data().log.flush_stdio(&stdout, &stderr);
+                outcome
+            }
+        };
+        let egress = record.lock().expect("egress record").clone();
+        CallReport {
+            result,
+            fuel_used,
+            egress,
+            duration: started.elapsed(),
+        }
+    }
+
+    /// Instantiates the component once to read its tool list.
+    pub async fn describe(
+        &self,
+        component: &LoadedComponent,
+        grant: &ToolGrant,
+    ) -> Result<Vec<ToolDescriptor>, SandboxError> {
+        let record = Arc::new(Mutex::new(EgressRecord::default()));
+        let caller = CallerIdentity {
+            client: "stockade".into(),
+            ..CallerIdentity::default()
+        };
+        let (mut store, stdout, stderr) = self.new_store(grant, &caller, record)?;
+        let run = contract::describe(&component.contract, &mut store);
+        let listed = tokio::time::timeout(grant.limits.timeout, run).await;
+        store.data().log.flush_stdio(&stdout, &stderr);
+        match listed {
+            Ok(Ok(Ok(tools))) => Ok(tools),
+            Ok(Ok(Err(err))) => Err(SandboxError::Describe(err.to_string())),
+            Ok(Err(err)) => {
+                let why = CallError::Internal.or_trap(err, store.data(), &grant.limits);
+                Err(SandboxError::Describe(why.to_string()))
+            }
+            Err(_) => Err(SandboxError::Describe(
+                LimitKind::Timeout(grant.limits.timeout).to_string(),
+            )),
+        }
+    }
+
+    fn new_store(
+        &self,
+        grant: &ToolGrant,
+        caller: &CallerIdentity,
+        record: Arc<Mutex<EgressRecord>>,
+    ) -> Result<(Store<CallState>, MemoryOutputPipe, MemoryOutputPipe), SandboxError> {
+        let limits = &grant.limits;
+        let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        fs::apply(&grant.fs, &mut wasi)?;
+        let state = CallState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: EgressHooks::new(grant.egress.clone(), self.tls.clone(), record),
+            limiter: StoreLimiter::new(limits),
+            caller: caller.clone(),
+            log: GuestLog::new(&grant.label),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|_| SandboxError::Internal("fuel is not enabled".into()))?;
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok((store, stdout, stderr))
+    }
+}
+
+impl CallError {
+    /// Turns a wasmtime error into the limit or trap that caused it, or
+    /// `self` when it is neither (the detail then goes to the host log).
+    fn or_trap(self, err: wasmtime::Error, state: &CallState, limits: &crate::CallLimits) -> Self {
+        match state.limiter.hit {
+            Some(LimitHit::Memory) => return Self::Limit(LimitKind::Memory(limits.memory_bytes)),
+            Some(LimitHit::Table) => return Self::Limit(LimitKind::Table(limits.table_elements)),
+            None => {}
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Self::Limit(LimitKind::Fuel(limits.fuel)),
+            Some(Trap::Interrupt) => Self::Limit(LimitKind::Timeout(limits.timeout)),
+            Some(Trap::StackOverflow) => Self::Limit(LimitKind::Stack),
+            Some(Trap::MemoryOutOfBounds) => Self::Crashed(
+                "out-of-bounds memory access (a stack overflow in a Rust tool ends this way)"
+                    .into(),
+            ),
+            Some(Trap::UnreachableCodeReached) => {
+                Self::Crashed("the tool panicked or aborted".into())
+            }
+            Some(trap) => Self::Crashed(trap.to_string()),
+            None => {
+                let text = format!("{err:#}");
+                if text.contains("maximum concurrent") {
+                    return Self::Busy;
+                }
+                tracing::error!(tool = %state.log_label(), "sandbox error: {text}");
+                self
+            }
+        }
+    }
+}
+
+impl CallState {
+    fn log_label(&self) -> &str {
+        self.log.label()
+    }
+}
+
+/// Applies `max_output` to a result: refuse, or keep what fits and say so.
+fn bound_output(output: ToolOutput, limits: &crate::CallLimits) -> Result<ToolOutput, CallError> {
+    let size = output.size_bytes();
+    if size <= limits.max_output_bytes {
+        return Ok(output);
+    }
+    match limits.oversize {
+        OversizePolicy::Refuse => Err(CallError::Limit(LimitKind::Output(limits.max_output_bytes))),
+        OversizePolicy::Truncate => {
+            let mut budget = limits.max_output_bytes as usize;
+            let mut content = Vec::new();
+            for item in output.content {
+                match item {
+                    ContentItem::Text(text) | ContentItem::Json(text) => {
+                        let cut = floor_char_boundary(&text, budget);
+                        budget -= cut;
+                        content.push(ContentItem::Text(text[..cut].to_owned()));
+                    }
+                    ContentItem::Image { .. } => {}
+                }
+                if budget == 0 {
+                    break;
+                }
+            }
+            content.push(ContentItem::Text(format!(
+                "[output truncated at max_output = {} bytes]",
+                limits.max_output_bytes
+            )));
+            Ok(ToolOutput {
+                content,
+                structured: None,
+            })
+        }
+    }
+}
+
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    let mut cut = max.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CallLimits;
+
+    #[test]
+    fn oversize_output_is_refused_or_truncated_by_choice() {
+        let output = ToolOutput {
+            content: vec![ContentItem::Text("é".repeat(100))],
+            structured: None,
+        };
+        let mut limits = CallLimits {
+            max_output_bytes: 51,
+            ..CallLimits::default()
+        };
+        let refused = bound_output(output.clone(), &limits).unwrap_err();
+        assert_eq!(refused, CallError::Limit(LimitKind::Output(51)));
+        limits.oversize = OversizePolicy::Truncate;
+        let cut = bound_output(output, &limits).unwrap();
+        let ContentItem::Text(first) = &cut.content[0] else {
+            panic!("text expected")
+        };
+        assert_eq!(first.len(), 50);
+        assert!(matches!(&cut.content[1], ContentItem::Text(t) if t.contains("truncated")));
+    }
+}

@@ -1,0 +1,12 @@
+//! Egress capability: default-deny outgoing HTTP through an allowlist that
+//! is checked on the address actually connected to.
+
+mod address;
+mod policy;
+mod send;
+
+pub use address::{AddressClass, classify};
+pub use policy::{
+    Destination, EgressDenial, EgressPolicy, EgressRule, EgressScheme, HostPattern, RuleParseError,
+};
+pub use send::{EgressHooks, EgressRecord, default_tls_config};

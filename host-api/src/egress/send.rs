@@ -1,0 +1,342 @@
+//! The one network path a tool has: the `wasi:http` outgoing handler, routed
+//! through [`EgressHooks`], which admits, resolves, checks and connects to
+//! the checked address itself.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Scheme;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::policy::{Destination, EgressPolicy, EgressScheme};
+
+/// What the egress layer saw during one call, for the call's outcome.
+#[derive(Debug, Default, Clone)]
+pub struct EgressRecord {
+    /// Destinations contacted, `scheme://host:port`.
+    pub contacted: Vec<String>,
+    /// Requests refused, with the rule that refused each.
+    pub denied: Vec<String>,
+}
+
+/// Per-call `wasi:http` hooks enforcing an [`EgressPolicy`].
+pub struct EgressHooks {
+    policy: Arc<EgressPolicy>,
+    tls: Arc<rustls::ClientConfig>,
+    record: Arc<Mutex<EgressRecord>>,
+}
+
+impl EgressHooks {
+    /// Hooks for one call; `record` collects what happened.
+    pub fn new(
+        policy: Arc<EgressPolicy>,
+        tls: Arc<rustls::ClientConfig>,
+        record: Arc<Mutex<EgressRecord>>,
+    ) -> Self {
+        Self {
+            policy,
+            tls,
+            record,
+        }
+    }
+}
+
+/// The TLS client configuration used for every outgoing HTTPS request:
+/// the public web PKI roots, TLS 1.2+.
+pub fn default_tls_config() -> Arc<rustls::ClientConfig> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
+    fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
+        *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let policy = self.policy.clone();
+        let tls = self.tls.clone();
+        let record = self.record.clone();
+        Box::new(async move {
+            let deny = |reason: String| {
+                tracing::warn!(target: "stockade::egress", "{reason}");
+                record.lock().expect("egress record").denied.push(reason);
+                HttpError::HttpRequestDenied
+            };
+            let dest = policy
+                .admit(request.uri())
+                .map_err(|d| deny(d.to_string()))?;
+            let addrs = policy
+                .resolve(&dest)
+                .await
+                .map_err(|d| deny(d.to_string()))?;
+            record
+                .lock()
+                .expect("egress record")
+                .contacted
+                .push(dest.to_string());
+            send_pinned(request, options, &policy, &dest, &addrs, tls).await
+        })
+    }
+}
+
+/// Connects to one of the checked addresses (never re-resolving the name),
+/// speaks HTTP/1.1 over it, with TLS for `https`, and bounds every phase.
+async fn send_pinned(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    policy: &EgressPolicy,
+    dest: &Destination,
+    addrs: &[std::net::SocketAddr],
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+> {
+    let shorter = |asked: Option<Duration>, ours: Duration| asked.map_or(ours, |a| a.min(ours));
+    let connect_timeout = shorter(
+        options.and_then(|o| o.connect_timeout),
+        policy.connect_timeout,
+    );
+    let first_byte = shorter(
+        options.and_then(|o| o.first_byte_timeout),
+        policy.read_timeout,
+    );
+    let between_bytes = shorter(
+        options.and_then(|o| o.between_bytes_timeout),
+        policy.read_timeout,
+    );
+
+    let connect = async {
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+    };
+    let tcp = tokio::time::timeout(connect_timeout, connect)
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(|_| HttpError::ConnectionRefused)?;
+
+    let (mut sender, conn) = match dest.scheme {
+        EgressScheme::Https => {
+            let name = rustls::pki_types::ServerName::try_from(dest.host.clone())
+                .map_err(|_| HttpError::TlsCertificateError)?;
+            let connector = tokio_rustls::TlsConnector::from(tls);
+            let stream = tokio::time::timeout(connect_timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| HttpError::ConnectionTimeout)?
+                .map_err(|_| HttpError::TlsCertificateError)?;
+            handshake(Box::new(stream)).await?
+        }
+        EgressScheme::Http => handshake(Box::new(tcp)).await?,
+    };
+
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let request = request.map(|body| {
+        CappedBody::new(body, policy.max_request_bytes, Direction::Request).boxed_unsync()
+    });
+
+    let io = tokio::spawn(conn);
+    let response = tokio::time::timeout(first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)?
+        .map_err(|err| {
+            if err.is_body_write_aborted() || err.is_user() {
+                HttpError::HttpRequestBodySize(Some(policy.max_request_bytes))
+            } else {
+                HttpError::HttpProtocolError
+            }
+        })?;
+    let max_response = policy.max_response_bytes;
+    let response = response.map(|body| {
+        let body = body.map_err(|_| HttpError::HttpResponseIncomplete);
+        let body = IdleTimeoutBody::new(body, between_bytes);
+        CappedBody::new(body, max_response, Direction::Response).boxed_unsync()
+    });
+    let io_done = async move {
+        match io.await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(HttpError::ConnectionTerminated),
+        }
+    };
+    Ok((response, Box::new(io_done)))
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+async fn handshake(
+    stream: Box<dyn Stream>,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<WasiBody>,
+        hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>,
+    ),
+    HttpError,
+> {
+    hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| HttpError::HttpProtocolError)
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// A body that fails once more than `limit` bytes have passed through it.
+struct CappedBody<B> {
+    inner: B,
+    remaining: u64,
+    limit: u64,
+    direction: Direction,
+}
+
+impl<B> CappedBody<B> {
+    fn new(inner: B, limit: u64, direction: Direction) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            direction,
+        }
+    }
+}
+
+impl<B> Body for CappedBody<B>
+where
+    B: Body<Data = Bytes, Error = HttpError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.remaining = 0;
+                        let limit = Some(this.limit);
+                        return Poll::Ready(Some(Err(match this.direction {
+                            Direction::Request => HttpError::HttpRequestBodySize(limit),
+                            Direction::Response => HttpError::HttpResponseBodySize(limit),
+                        })));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+/// A body that fails when no frame arrives for `idle`.
+struct IdleTimeoutBody<B> {
+    inner: B,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleTimeoutBody<B> {
+    fn new(inner: B, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl<B> Body for IdleTimeoutBody<B>
+where
+    B: Body<Data = Bytes, Error = HttpError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+            ready => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}

@@ -1,0 +1,189 @@
+//! The shared engine: compilation settings, the pooling allocator, the
+//! epoch ticker, the compiled-component cache, and loading a component.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::ArtifactCache;
+use crate::call::CallState;
+use crate::contract::{self, ContractPre};
+use crate::limits::MAX_MEMORY_BYTES;
+use crate::{SandboxError, egress};
+
+/// How often the epoch advances; the deadline check and the cooperative
+/// yield of a running guest happen on this beat.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Settings that shape the engine for the whole process.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// Directory for compiled artefacts; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Calls that may run at once across all tools (pool slots).
+    pub max_concurrent_calls: u32,
+    /// Largest wasm stack a guest may use, in bytes.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_concurrent_calls: 64,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// The sandbox: one engine and linker shared by every tool.
+pub struct Sandbox {
+    pub(crate) engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<ArtifactCache>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) slots: Arc<Semaphore>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// A component compiled, checked against its pinned digest and ready to
+/// instantiate.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    pub(crate) contract: ContractPre,
+    /// SHA-256 of the component file, lower-case hex.
+    pub digest: String,
+    /// Whether the compiled form came from the cache.
+    pub from_cache: bool,
+}
+
+impl Sandbox {
+    /// Builds the engine and linker.
+    pub fn new(settings: &SandboxSettings) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config(settings))
+            .map_err(|err| SandboxError::Internal(format!("engine: {err:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| contract::add_to_linker(&mut linker))
+            .map_err(|err| SandboxError::Internal(format!("linker: {err:#}")))?;
+        let cache = settings
+            .cache_dir
+            .as_deref()
+            .map(|dir| ArtifactCache::open(dir, &engine))
+            .transpose()?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            tls: egress::default_tls_config(),
+            slots: Arc::new(Semaphore::new(settings.max_concurrent_calls as usize)),
+            ticker_stop,
+        })
+    }
+
+    /// Reads, verifies and compiles (or loads from the cache) a component.
+    /// When `pinned_sha256` is given, a file with any other digest is refused.
+    pub fn load(
+        &self,
+        path: &Path,
+        pinned_sha256: Option<&str>,
+    ) -> Result<LoadedComponent, SandboxError> {
+        let bytes = std::fs::read(path).map_err(|err| SandboxError::Read {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if let Some(pinned) = pinned_sha256
+            && !pinned.eq_ignore_ascii_case(&digest)
+        {
+            return Err(SandboxError::DigestMismatch {
+                path: path.to_owned(),
+                pinned: pinned.to_ascii_lowercase(),
+                actual: digest,
+            });
+        }
+        let (component, from_cache) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &digest, &bytes)?,
+            None => (
+                wasmtime::component::Component::new(&self.engine, &bytes)
+                    .map_err(|err| SandboxError::Compile(format!("{err:#}")))?,
+                false,
+            ),
+        };
+        let contract = contract::prepare(&self.linker, &component)
+            .map_err(|err| SandboxError::Contract(format!("{err:#}")))?;
+        Ok(LoadedComponent {
+            contract,
+            digest,
+            from_cache,
+        })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("stockade-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawn the epoch thread");
+}
+
+fn engine_config(settings: &SandboxSettings) -> Config {
+    let slots = settings.max_concurrent_calls.max(1) + 4;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memories_per_component(2)
+        .max_memory_size(MAX_MEMORY_BYTES as usize)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10);
+    // The page-map reset skips swapped-out pages, which could then show one
+    // call's data to the next; use it only where there is no swap.
+    if swap_is_active() {
+        tracing::info!(
+            "swap is active: pagemap_scan reset disabled so no call can see another's pages"
+        );
+        pool.pagemap_scan(Enabled::No);
+    } else {
+        pool.pagemap_scan(Enabled::Auto);
+    }
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(settings.max_wasm_stack)
+        .memory_reservation(MAX_MEMORY_BYTES)
+        .concurrency_support(false)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Whether any swap device is in use on this host.
+fn swap_is_active() -> bool {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(text) => text.lines().skip(1).any(|l| !l.trim().is_empty()),
+        Err(_) => true,
+    }
+}

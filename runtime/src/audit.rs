@@ -1,0 +1,77 @@
+//! Audit: one structured record per event, written to the log under the
+//! `stockade::audit` target. (The tamper-evident, hash-chained sink plugs
+//! in here.)
+
+use serde::Serialize;
+use stockade_host_api::CallerIdentity;
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A tool list was served.
+    List,
+    /// A call ran (whatever its outcome).
+    Call,
+    /// Policy refused a call before it ran.
+    CallDenied,
+}
+
+/// One audit record.
+#[derive(Debug, Serialize)]
+pub struct AuditRecord<'a> {
+    /// Event kind.
+    pub event: EventKind,
+    /// Correlation id shared by every record and log line of one request.
+    pub correlation: &'a str,
+    /// Client identity.
+    pub client: &'a str,
+    /// User identity.
+    pub user: Option<&'a str>,
+    /// Tool name, where there is one.
+    pub tool: Option<&'a str>,
+    /// `ok`, `tool_error`, `limit`, `denied`, `invalid_arguments`, ...
+    pub outcome: &'a str,
+    /// Wall-clock time in milliseconds.
+    pub duration_ms: u64,
+    /// Fuel burnt.
+    pub fuel: u64,
+    /// Bytes of output returned.
+    pub output_bytes: u64,
+    /// Destinations contacted.
+    pub egress: &'a [String],
+    /// Refusals and limit messages.
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> AuditRecord<'a> {
+    /// A record with the caller filled in and everything else empty.
+    pub fn new(
+        event: EventKind,
+        correlation: &'a str,
+        caller: &'a CallerIdentity,
+        outcome: &'a str,
+    ) -> Self {
+        Self {
+            event,
+            correlation,
+            client: &caller.client,
+            user: caller.user.as_deref(),
+            tool: None,
+            outcome,
+            duration_ms: 0,
+            fuel: 0,
+            output_bytes: 0,
+            egress: &[],
+            detail: None,
+        }
+    }
+}
+
+/// Writes one record.
+pub fn record(record: &AuditRecord<'_>) {
+    match serde_json::to_string(record) {
+        Ok(json) => tracing::info!(target: "stockade::audit", "{json}"),
+        Err(err) => tracing::error!(target: "stockade::audit", "cannot encode audit record: {err}"),
+    }
+}

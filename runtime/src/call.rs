@@ -1,0 +1,193 @@
+//! The call path: policy -> argument validation -> sandbox -> sanitize ->
+//! audit -> response. Transports hand every request to [`CallPath`].
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use rmcp::ErrorData as McpError;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use serde_json::Value;
+use stockade_host_api::{CallError, CallReport, CallerIdentity, ContentItem, Sandbox, ToolOutput};
+
+use crate::audit::{self, AuditRecord, EventKind};
+use crate::policy::{self, Denial};
+use crate::registry::{RegisteredTool, Registry};
+
+/// Largest `arguments` object accepted, serialized, in bytes.
+pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
+
+/// Runs calls for every transport.
+pub struct CallPath {
+    sandbox: Arc<Sandbox>,
+    registry: Arc<Registry>,
+}
+
+impl CallPath {
+    /// A call path over loaded tools.
+    pub fn new(sandbox: Arc<Sandbox>, registry: Arc<Registry>) -> Self {
+        Self { sandbox, registry }
+    }
+
+    /// The tools `caller` may see, ordered by name.
+    pub fn visible_tools(&self, caller: &CallerIdentity) -> Vec<Arc<RegisteredTool>> {
+        let tools: Vec<_> = self
+            .registry
+            .iter()
+            .filter(|t| policy::may_use(&t.component.manifest.access, caller))
+            .cloned()
+            .collect();
+        let correlation = new_correlation_id();
+        audit::record(&AuditRecord::new(
+            EventKind::List,
+            &correlation,
+            caller,
+            "ok",
+        ));
+        tools
+    }
+
+    /// Runs one `tools/call`. Unknown (or hidden) tools are protocol errors;
+    /// everything that happens once the tool is known is a tool result,
+    /// with `isError` set on failure.
+    pub async fn call(
+        &self,
+        caller: &CallerIdentity,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<CallToolResult, McpError> {
+        let correlation = new_correlation_id();
+        let deny = |outcome: &str, message: String| {
+            let mut record = AuditRecord::new(EventKind::CallDenied, &correlation, caller, outcome);
+            record.tool = Some(name);
+            record.detail = Some(&message);
+            audit::record(&record);
+            message
+        };
+
+        let tool = match self.registry.get(name) {
+            Some(tool) if policy::may_use(&tool.component.manifest.access, caller) => tool,
+            _ => {
+                let message = deny(
+                    "unknown_tool",
+                    Denial::NotPermitted(name.into()).to_string(),
+                );
+                return Err(McpError::invalid_params(message, None));
+            }
+        };
+        let _admission = match tool.component.limiter.admit(name, caller) {
+            Ok(admission) => admission,
+            Err(denial) => return Ok(error_result(deny("denied", denial.to_string()))),
+        };
+        let arguments = Value::Object(arguments.unwrap_or_default());
+        let encoded = arguments.to_string();
+        if encoded.len() > MAX_ARGUMENT_BYTES {
+            let message = format!("invalid arguments: larger than {MAX_ARGUMENT_BYTES} bytes");
+            return Ok(error_result(deny("invalid_arguments", message)));
+        }
+        if let Some(problem) = first_schema_error(tool, &arguments) {
+            return Ok(error_result(deny("invalid_arguments", problem)));
+        }
+
+        let component = &tool.component;
+        let report = self
+            .sandbox
+            .call(&component.loaded, &component.grant, caller, name, &encoded)
+            .await;
+        let (result, outcome, detail) = respond(tool, &report);
+
+        let mut record = AuditRecord::new(EventKind::Call, &correlation, caller, outcome);
+        record.tool = Some(name);
+        record.duration_ms = report.duration.as_millis() as u64;
+        record.fuel = report.fuel_used;
+        record.output_bytes = report.result.as_ref().map_or(0, ToolOutput::size_bytes);
+        record.egress = &report.egress.contacted;
+        record.detail = detail.as_deref();
+        audit::record(&record);
+        Ok(result)
+    }
+}
+
+/// The first schema violation, naming the field by its JSON Pointer.
+fn first_schema_error(tool: &RegisteredTool, arguments: &Value) -> Option<String> {
+    let error = tool.validator.iter_errors(arguments).next()?;
+    let path = error.instance_path().to_string();
+    let field = if path.is_empty() {
+        "(arguments)".to_owned()
+    } else {
+        path
+    };
+    Some(format!("invalid arguments: {field}: {error}"))
+}
+
+/// Turns a sandbox report into the client's result, the audit outcome and
+/// the detail worth recording.
+fn respond(
+    tool: &RegisteredTool,
+    report: &CallReport,
+) -> (CallToolResult, &'static str, Option<String>) {
+    let denials = &report.egress.denied;
+    match &report.result {
+        Ok(output) => match sanitize(tool, output) {
+            Ok(result) => (result, "ok", None),
+            Err(message) => (error_result(message.clone()), "bad_output", Some(message)),
+        },
+        Err(err) => {
+            let outcome = match err {
+                CallError::Tool(_) => "tool_error",
+                CallError::Limit(_) => "limit",
+                CallError::Crashed(_) => "crashed",
+                CallError::Busy => "busy",
+                CallError::Internal => "internal_error",
+            };
+            // The host's own refusals come first: they name the rule.
+            let mut lines: Vec<String> = denials.clone();
+            lines.push(err.to_string());
+            let message = lines.join("\n");
+            (error_result(message.clone()), outcome, Some(message))
+        }
+    }
+}
+
+/// Converts guest output to MCP content. Structured content must be a JSON
+/// object and, when the tool declares an output schema, match it.
+fn sanitize(tool: &RegisteredTool, output: &ToolOutput) -> Result<CallToolResult, String> {
+    let content = output
+        .content
+        .iter()
+        .map(|item| match item {
+            ContentItem::Text(text) | ContentItem::Json(text) => ContentBlock::text(text.clone()),
+            ContentItem::Image { data, mime_type } => ContentBlock::image(
+                base64::engine::general_purpose::STANDARD.encode(data),
+                mime_type.clone(),
+            ),
+        })
+        .collect();
+    let mut result = CallToolResult::success(content);
+    if let Some(text) = &output.structured {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|_| "the tool returned structured content that is not JSON".to_owned())?;
+        if !value.is_object() {
+            return Err("the tool returned structured content that is not a JSON object".into());
+        }
+        if let Some(validator) = &tool.output_validator
+            && !validator.is_valid(&value)
+        {
+            return Err(
+                "the tool returned structured content that does not match its output schema".into(),
+            );
+        }
+        result.structured_content = Some(value);
+    } else if tool.output_validator.is_some() {
+        return Err("the tool declares an output schema but returned no structured content".into());
+    }
+    Ok(result)
+}
+
+fn error_result(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// A fresh id for one request's records.
+fn new_correlation_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,165 @@
+//! The command line: `serve` and `check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use rmcp::ServiceExt;
+use stockade_host_api::{CallerIdentity, Sandbox, SandboxSettings};
+
+use crate::call::CallPath;
+use crate::config::StockadeConfig;
+use crate::mcp::McpServer;
+use crate::registry::Registry;
+
+/// Stockade: a sandboxed MCP tool runtime for WebAssembly components.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured tools to one MCP client.
+    Serve {
+        /// Path to stockade.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Transport to serve on.
+        #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+        transport: Transport,
+    },
+    /// Validate the config, every manifest and every component, then exit.
+    Check {
+        /// Path to stockade.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Transport {
+    /// MCP over standard input and output (one local client).
+    Stdio,
+}
+
+/// Parses arguments, runs the command, reports errors without a backtrace.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("stockade: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config, transport } => serve(&config, transport).await,
+            Command::Check { config } => check(&config).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("stockade: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr only; stdout belongs to the protocol.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// Loads config, sandbox and tools; returns the registry and every problem found.
+async fn load(
+    config_path: &Path,
+) -> anyhow::Result<(StockadeConfig, Arc<Sandbox>, Registry, Vec<String>)> {
+    let (config, manifest_errors) = StockadeConfig::load(config_path)?;
+    let settings = SandboxSettings {
+        cache_dir: Some(config.server.cache_dir.clone()),
+        max_concurrent_calls: config.server.max_concurrent_calls,
+        ..SandboxSettings::default()
+    };
+    let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);
+    let (registry, load_errors) = Registry::load(&sandbox, &config.tools).await;
+    let problems = manifest_errors
+        .iter()
+        .map(ToString::to_string)
+        .chain(load_errors.iter().map(ToString::to_string))
+        .collect();
+    Ok((config, sandbox, registry, problems))
+}
+
+async fn serve(config_path: &Path, transport: Transport) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let (config, sandbox, registry, problems) = load(config_path).await?;
+    for problem in &problems {
+        tracing::error!("tool refused: {problem}");
+    }
+    tracing::info!(
+        tools = registry.len(),
+        refused = problems.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ready"
+    );
+    let path = Arc::new(CallPath::new(sandbox, Arc::new(registry)));
+    match transport {
+        Transport::Stdio => {
+            let caller = CallerIdentity {
+                client: config
+                    .stdio
+                    .client
+                    .clone()
+                    .unwrap_or_else(|| "stdio".into()),
+                user: config.stdio.user.clone(),
+                groups: config.stdio.groups.clone(),
+            };
+            let server = McpServer::new(path, caller, &config.server.name);
+            let running = server
+                .serve(rmcp::transport::stdio())
+                .await
+                .context("MCP session over stdio failed to start")?;
+            running.waiting().await.context("MCP session over stdio")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let (_config, _sandbox, registry, problems) = load(config_path).await?;
+    for tool in registry.iter() {
+        println!(
+            "ok   {:<24} from {}",
+            tool.descriptor.name,
+            tool.component.manifest.path.display()
+        );
+    }
+    for problem in &problems {
+        println!("FAIL {problem}");
+    }
+    if problems.is_empty() {
+        println!("{} tools, no problems", registry.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} tools, {} problems", registry.len(), problems.len());
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,15 @@
+//! `stockade`: serve sandboxed WebAssembly tools over MCP.
+
+mod audit;
+mod call;
+mod cli;
+mod config;
+mod manifest;
+mod mcp;
+mod policy;
+mod registry;
+mod units;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

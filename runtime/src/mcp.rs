@@ -1,0 +1,95 @@
+//! The MCP edge: translates protocol requests into the call path and back.
+//! No policy or sandbox logic lives here.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use stockade_host_api::CallerIdentity;
+
+use crate::call::CallPath;
+use crate::registry::RegisteredTool;
+
+/// How long clients may cache a tool list.
+const LIST_TTL_MS: u64 = 60_000;
+
+/// One MCP server: a call path plus the identity of the peer it serves.
+#[derive(Clone)]
+pub struct McpServer {
+    path: Arc<CallPath>,
+    caller: CallerIdentity,
+    name: String,
+}
+
+impl McpServer {
+    /// A server for a peer whose identity the transport has established.
+    pub fn new(path: Arc<CallPath>, caller: CallerIdentity, name: &str) -> Self {
+        Self {
+            path,
+            caller,
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// The MCP form of a registered tool.
+pub fn to_mcp_tool(tool: &RegisteredTool) -> Tool {
+    let d = &tool.descriptor;
+    let schema = d.input_schema.as_object().cloned().unwrap_or_default();
+    let hints = ToolAnnotations::new()
+        .read_only(d.hints.read_only)
+        .destructive(d.hints.destructive)
+        .idempotent(d.hints.idempotent)
+        .open_world(d.hints.open_world);
+    let mut mcp =
+        Tool::new(d.name.clone(), d.description.clone(), Arc::new(schema)).with_annotations(hints);
+    if let Some(title) = &d.title {
+        mcp = mcp.with_title(title.clone());
+    }
+    if let Some(output) = d.output_schema.as_ref().and_then(|s| s.as_object()) {
+        mcp = mcp.with_raw_output_schema(Arc::new(output.clone()));
+    }
+    mcp
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(&self.name, env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Stockade serves sandboxed WebAssembly tools. Each call runs in a fresh sandbox.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let tools = self
+            .path
+            .visible_tools(&self.caller)
+            .iter()
+            .map(|t| to_mcp_tool(t))
+            .collect();
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.ttl_ms = Some(LIST_TTL_MS);
+        result.cache_scope = Some(CacheScope::Private);
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.path
+            .call(&self.caller, &request.name, request.arguments)
+            .await
+            .map(Into::into)
+    }
+}

@@ -1,0 +1,218 @@
+//! The served tools: every manifest's component loaded, described,
+//! filtered by `expose`, checked, and kept in a deterministic order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use stockade_host_api::{LoadedComponent, Sandbox, ToolDescriptor, ToolGrant};
+
+use crate::manifest::ToolManifest;
+use crate::policy::ToolLimiter;
+
+/// One component as served: its manifest, compiled code and grant.
+pub struct ComponentEntry {
+    /// The manifest it was loaded from.
+    pub manifest: ToolManifest,
+    /// The compiled component.
+    pub loaded: LoadedComponent,
+    /// What every call of it may touch.
+    pub grant: ToolGrant,
+    /// Its rate and concurrency limits.
+    pub limiter: ToolLimiter,
+}
+
+/// One tool as served.
+pub struct RegisteredTool {
+    /// What clients see.
+    pub descriptor: ToolDescriptor,
+    /// The compiled input schema.
+    pub validator: jsonschema::Validator,
+    /// The compiled output schema, when the tool declares one.
+    pub output_validator: Option<jsonschema::Validator>,
+    /// The component that runs it.
+    pub component: Arc<ComponentEntry>,
+}
+
+/// Why a manifest's tools are not served.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", manifest.display())]
+pub struct LoadError {
+    /// The manifest.
+    pub manifest: std::path::PathBuf,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// All served tools, by name.
+#[derive(Default)]
+pub struct Registry {
+    tools: BTreeMap<String, Arc<RegisteredTool>>,
+}
+
+impl Registry {
+    /// Loads every manifest; a manifest that fails is left out and reported.
+    pub async fn load(sandbox: &Sandbox, manifests: &[ToolManifest]) -> (Self, Vec<LoadError>) {
+        let mut registry = Self::default();
+        let mut errors = Vec::new();
+        for manifest in manifests {
+            let fail = |reason: String| LoadError {
+                manifest: manifest.path.clone(),
+                reason,
+            };
+            match load_component(sandbox, manifest).await {
+                Ok(tools) => {
+                    if let Some(clash) = tools
+                        .iter()
+                        .find(|t| registry.tools.contains_key(&t.descriptor.name))
+                    {
+                        let other = &registry.tools[&clash.descriptor.name]
+                            .component
+                            .manifest
+                            .path;
+                        errors.push(fail(format!(
+                            "tool `{}` is already served by {}",
+                            clash.descriptor.name,
+                            other.display()
+                        )));
+                        continue;
+                    }
+                    for tool in tools {
+                        registry
+                            .tools
+                            .insert(tool.descriptor.name.clone(), Arc::new(tool));
+                    }
+                }
+                Err(reason) => errors.push(fail(reason)),
+            }
+        }
+        (registry, errors)
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<RegisteredTool>> {
+        self.tools.get(name)
+    }
+
+    /// Every tool, ordered by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<RegisteredTool>> {
+        self.tools.values()
+    }
+
+    /// Number of tools served.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+}
+
+async fn load_component(
+    sandbox: &Sandbox,
+    manifest: &ToolManifest,
+) -> Result<Vec<RegisteredTool>, String> {
+    let loaded = sandbox
+        .load(&manifest.component, Some(&manifest.sha256))
+        .map_err(|e| e.to_string())?;
+    let grant = ToolGrant {
+        label: manifest.name.clone(),
+        limits: manifest.limits.clone(),
+        fs: manifest.fs.clone(),
+        egress: Arc::new(manifest.egress.clone()),
+    };
+    let mut descriptors = sandbox
+        .describe(&loaded, &grant)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(expose) = &manifest.expose {
+        for name in expose {
+            if !descriptors.iter().any(|d| &d.name == name) {
+                return Err(format!(
+                    "`tool.expose` names `{name}`, which the component does not offer"
+                ));
+            }
+        }
+        descriptors.retain(|d| expose.contains(&d.name));
+    }
+    let entry = Arc::new(ComponentEntry {
+        limiter: ToolLimiter::new(manifest.rate, manifest.concurrency),
+        manifest: manifest.clone(),
+        loaded,
+        grant,
+    });
+    let mut tools = Vec::new();
+    for descriptor in descriptors {
+        check_descriptor(&descriptor)?;
+        let validator = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| {
+            format!(
+                "tool `{}`: input schema is not a valid JSON Schema: {e}",
+                descriptor.name
+            )
+        })?;
+        let output_validator = descriptor
+            .output_schema
+            .as_ref()
+            .map(jsonschema::validator_for)
+            .transpose()
+            .map_err(|e| {
+                format!(
+                    "tool `{}`: output schema is not a valid JSON Schema: {e}",
+                    descriptor.name
+                )
+            })?;
+        tools.push(RegisteredTool {
+            descriptor,
+            validator,
+            output_validator,
+            component: entry.clone(),
+        });
+    }
+    Ok(tools)
+}
+
+/// MCP's rules for a tool's name and input schema.
+fn check_descriptor(d: &ToolDescriptor) -> Result<(), String> {
+    let name_ok = (1..=128).contains(&d.name.len())
+        && d.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if !name_ok {
+        return Err(format!(
+            "tool name `{}` must be 1-128 characters of A-Z a-z 0-9 _ . -",
+            d.name.escape_debug()
+        ));
+    }
+    if d.input_schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+        return Err(format!(
+            "tool `{}`: input schema must have \"type\": \"object\"",
+            d.name
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockade_host_api::ToolHints;
+
+    fn descriptor(name: &str, schema: serde_json::Value) -> ToolDescriptor {
+        ToolDescriptor {
+            name: name.into(),
+            title: None,
+            description: String::new(),
+            input_schema: schema,
+            output_schema: None,
+            hints: ToolHints::default(),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_names_and_non_object_schemas() {
+        let object = serde_json::json!({"type": "object"});
+        assert!(check_descriptor(&descriptor("ok_name-1.2", object.clone())).is_ok());
+        assert!(check_descriptor(&descriptor("", object.clone())).is_err());
+        assert!(check_descriptor(&descriptor("has space", object.clone())).is_err());
+        assert!(check_descriptor(&descriptor(&"x".repeat(129), object)).is_err());
+        let err = check_descriptor(&descriptor("t", serde_json::json!({"type": "string"})));
+        assert!(err.unwrap_err().contains("type"));
+    }
+}

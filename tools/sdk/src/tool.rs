@@ -1,0 +1,200 @@
+//! Declaring tools: names, schemas, typed handlers and results.
+
+use serde::de::DeserializeOwned;
+
+use crate::bindings::stockade::tool::{host, types};
+
+/// A set of tools one component exports.
+pub trait Toolbox {
+    /// Every tool, in the order clients should see them.
+    fn tools() -> Vec<Tool>;
+}
+
+type Handler = Box<dyn Fn(&str) -> Result<Output, ToolError>>;
+
+/// One tool: its descriptor and its handler.
+pub struct Tool {
+    name: String,
+    title: Option<String>,
+    description: String,
+    input_schema: serde_json::Value,
+    output_schema: Option<serde_json::Value>,
+    hints: types::Hints,
+    handler: Handler,
+}
+
+impl Tool {
+    /// A tool whose arguments deserialize into `A`; the input schema is
+    /// derived from `A`.
+    pub fn new<A, F>(name: &str, description: &str, handler: F) -> Self
+    where
+        A: DeserializeOwned + schemars::JsonSchema,
+        F: Fn(A) -> Result<Output, ToolError> + 'static,
+    {
+        let input_schema = serde_json::to_value(schemars::schema_for!(A))
+            .unwrap_or_else(|_| serde_json::json!({ "type": "object" }));
+        Self {
+            name: name.to_owned(),
+            title: None,
+            description: description.to_owned(),
+            input_schema,
+            output_schema: None,
+            hints: types::Hints {
+                read_only: false,
+                destructive: false,
+                idempotent: false,
+                open_world: false,
+            },
+            handler: Box::new(move |json| {
+                let args: A = serde_json::from_str(json)
+                    .map_err(|e| ToolError::InvalidInput(e.to_string()))?;
+                handler(args)
+            }),
+        }
+    }
+
+    /// Sets a human-readable title.
+    pub fn title(mut self, title: &str) -> Self {
+        self.title = Some(title.to_owned());
+        self
+    }
+
+    /// Declares the schema of the structured result, derived from `O`.
+    pub fn output<O: schemars::JsonSchema>(mut self) -> Self {
+        self.output_schema = serde_json::to_value(schemars::schema_for!(O)).ok();
+        self
+    }
+
+    /// Marks the tool as not modifying anything.
+    pub fn read_only(mut self) -> Self {
+        self.hints.read_only = true;
+        self
+    }
+
+    /// Marks the tool as possibly destroying data.
+    pub fn destructive(mut self) -> Self {
+        self.hints.destructive = true;
+        self
+    }
+
+    /// Marks repeated calls with the same arguments as harmless.
+    pub fn idempotent(mut self) -> Self {
+        self.hints.idempotent = true;
+        self
+    }
+
+    /// Marks the tool as reaching outside systems.
+    pub fn open_world(mut self) -> Self {
+        self.hints.open_world = true;
+        self
+    }
+}
+
+/// An image in a result.
+pub struct Image {
+    /// Raw bytes.
+    pub data: Vec<u8>,
+    /// e.g. `image/png`.
+    pub mime_type: String,
+}
+
+/// What a tool returns on success.
+#[derive(Default)]
+pub struct Output {
+    content: Vec<types::Content>,
+    structured: Option<String>,
+}
+
+impl Output {
+    /// A result of one text item.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::default().and_text(text)
+    }
+
+    /// A structured result: sent as structured content and as JSON text.
+    pub fn json<T: serde::Serialize>(value: &T) -> Result<Self, ToolError> {
+        let text = serde_json::to_string(value).map_err(|e| ToolError::Failed(e.to_string()))?;
+        Ok(Self {
+            content: vec![types::Content::Json(text.clone())],
+            structured: Some(text),
+        })
+    }
+
+    /// Adds a text item.
+    pub fn and_text(mut self, text: impl Into<String>) -> Self {
+        self.content.push(types::Content::Text(text.into()));
+        self
+    }
+
+    /// Adds an image item.
+    pub fn and_image(mut self, image: Image) -> Self {
+        self.content.push(types::Content::Image(types::Image {
+            data: image.data,
+            mime_type: image.mime_type,
+        }));
+        self
+    }
+}
+
+/// Why a tool call failed.
+#[derive(Debug)]
+pub enum ToolError {
+    /// The arguments were unusable; say which field and why.
+    InvalidInput(String),
+    /// The tool refuses, or the host refused it something.
+    Denied(String),
+    /// Anything else.
+    Failed(String),
+}
+
+impl From<crate::http::HttpError> for ToolError {
+    fn from(err: crate::http::HttpError) -> Self {
+        match err {
+            crate::http::HttpError::Denied => ToolError::Denied(err.to_string()),
+            other => ToolError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// The verified caller of the current call.
+pub fn caller() -> host::CallerIdentity {
+    host::caller()
+}
+
+/// Writes a line to the host's log.
+pub fn log(level: host::Level, message: &str) {
+    host::log(level, message);
+}
+
+#[doc(hidden)]
+pub fn __list<T: Toolbox>() -> Vec<types::Descriptor> {
+    T::tools()
+        .into_iter()
+        .map(|tool| types::Descriptor {
+            name: tool.name,
+            title: tool.title,
+            description: tool.description,
+            input_schema: tool.input_schema.to_string(),
+            output_schema: tool.output_schema.map(|s| s.to_string()),
+            hints: tool.hints,
+        })
+        .collect()
+}
+
+#[doc(hidden)]
+pub fn __call<T: Toolbox>(name: &str, arguments: &str) -> Result<types::Output, types::ToolError> {
+    let tools = T::tools();
+    let tool = tools
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| types::ToolError::InvalidInput(format!("unknown tool `{name}`")))?;
+    match (tool.handler)(arguments) {
+        Ok(out) => Ok(types::Output {
+            content: out.content,
+            structured: out.structured,
+        }),
+        Err(ToolError::InvalidInput(m)) => Err(types::ToolError::InvalidInput(m)),
+        Err(ToolError::Denied(m)) => Err(types::ToolError::Denied(m)),
+        Err(ToolError::Failed(m)) => Err(types::ToolError::Failed(m)),
+    }
+}

@@ -1,0 +1,219 @@
+//! Project tasks: `cargo xtask build | demo | test | bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+const PYTHON_PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==8.4.2"];
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => build(&root),
+        Some("demo") => demo(&root),
+        Some("test") => test(&root, &args[1..]),
+        Some("bench") => bench(&root, &args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 build   build the runtime (release) and every tool, refresh example digests\n\
+                 demo    build, then serve examples/stockade.toml over stdio\n\
+                 test    install what tests need, build, run unit and end-to-end tests\n\
+                 bench   build, then run the benchmark"
+            );
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Every tool crate: `tools/<name>` and `tools/hostile/<name>`, except the SDK.
+fn tool_packages(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for dir in [root.join("tools"), root.join("tools/hostile")] {
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let manifest = path.join("Cargo.toml");
+            if path.ends_with("sdk") || !manifest.is_file() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&manifest)?;
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|l| l.strip_suffix('"'))
+                .with_context(|| format!("no package name in {}", manifest.display()))?;
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to install the wasm32-wasip2 target")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains(WASM_TARGET) {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    Ok(())
+}
+
+fn build(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let mut tools = Command::new("cargo");
+    tools
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true");
+    for name in tool_packages(root)? {
+        tools.args(["-p", &name]);
+    }
+    run(&mut tools)?;
+    run(Command::new("cargo").args(["build", "--release", "-p", "stockade"]))?;
+    refresh_digests(&root.join("examples"))?;
+    Ok(())
+}
+
+/// Rewrites `sha256 = "..."` in every manifest of `dir` to the digest of
+/// the component it names, leaving the rest of the file untouched.
+fn refresh_digests(dir: &Path) -> Result<()> {
+    let mut manifests: Vec<_> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    manifests.sort();
+    for manifest in manifests {
+        let text = std::fs::read_to_string(&manifest)?;
+        let Some(component) = text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("component = \"")
+                .and_then(|rest| rest.strip_suffix('"'))
+        }) else {
+            continue;
+        };
+        let wasm = dir.join(component);
+        let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let updated: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.trim_start().starts_with("sha256 = ") {
+                    format!("sha256 = \"{digest}\"")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        let updated = updated.join("\n") + "\n";
+        if updated != text {
+            std::fs::write(&manifest, updated)?;
+            eprintln!("pinned {} -> {}", manifest.display(), &digest[..16]);
+        }
+    }
+    Ok(())
+}
+
+fn demo(root: &Path) -> Result<()> {
+    build(root)?;
+    let binary = root.join("target/release/stockade");
+    let config = root.join("examples/stockade.toml");
+    eprintln!(
+        "\nStockade is serving the example tools over stdio (Ctrl-D or Ctrl-C to stop).\n\
+         Connect a client instead of typing JSON-RPC here:\n\
+         - MCP Inspector:  npx @modelcontextprotocol/inspector {bin} serve --config {cfg}\n\
+         - Claude Desktop: add to claude_desktop_config.json under \"mcpServers\":\n\
+           \"stockade\": {{ \"command\": \"{bin}\", \"args\": [\"serve\", \"--config\", \"{cfg}\"] }}\n",
+        bin = binary.display(),
+        cfg = config.display()
+    );
+    run(Command::new(&binary)
+        .args(["serve", "--config"])
+        .arg(&config))
+}
+
+/// A virtual environment in `.venv` with the Python test clients.
+fn ensure_python(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let have = Command::new(&python)
+        .args(["-c", "import mcp, pytest"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !have {
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_PACKAGES))?;
+    }
+    Ok(python)
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let python = ensure_python(root)?;
+    build(root)?;
+    run(Command::new("cargo")
+        .args([
+            "test",
+            "--release",
+            "--workspace",
+            "--exclude",
+            "stockade-sdk",
+        ])
+        .args(
+            tool_packages(root)?
+                .iter()
+                .flat_map(|p| ["--exclude".to_owned(), p.clone()]),
+        ))?;
+    run(Command::new(&python)
+        .args(["-m", "pytest", "-q", "tests"])
+        .args(extra)
+        .env("STOCKADE_ROOT", root))
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    build(root)?;
+    run(Command::new("cargo")
+        .args(["run", "--release", "-p", "stockade-bench", "--"])
+        .args(extra))
+}
