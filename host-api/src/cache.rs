@@ -6,7 +6,7 @@
 //! created with mode 0700. A stale or foreign artefact is refused by
 //! wasmtime's own compatibility check and recompiled.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -96,12 +96,8 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 }
 
 fn rand_suffix() -> u64 {
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    std::time::SystemTime::now().hash(&mut hasher);
-    hasher.finish()
+    std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
 }
-
-use std::hash::BuildHasher;
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

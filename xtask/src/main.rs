@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
-const PYTHON_PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==8.4.2"];
+const PYTHON_PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==9.2.0"];
 
 fn main() -> Result<()> {
     let root = workspace_root();

@@ -1,0 +1,208 @@
+"""Shared fixtures for Stockade's end-to-end tests.
+
+Every test starts the real `stockade` binary (built by `cargo xtask build`)
+and talks MCP to it with the Python `mcp` SDK. Configs and manifests are
+written into a per-test temporary directory, pinned to the digests of the
+components under target/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(os.environ.get("STOCKADE_ROOT", Path(__file__).resolve().parent.parent))
+BINARY = ROOT / "target" / "release" / "stockade"
+WASM_DIR = ROOT / "target" / "wasm32-wasip2" / "release"
+ERAS = ["legacy", "2026-07-28"]
+
+
+def wasm(name: str) -> Path:
+    """Path of a built tool component, e.g. wasm("text_kit")."""
+    path = WASM_DIR / f"{name}.wasm"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `cargo xtask build` first")
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def toml_value(value) -> str:
+    """A Python value as TOML (strings, numbers, bools, lists, inline tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def toml_tables(tables: dict) -> str:
+    lines = []
+    for table, body in tables.items():
+        lines.append(f"[{table}]")
+        for key, value in body.items():
+            lines.append(f"{json.dumps(key)} = {toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+class Deployment:
+    """A config directory with a stockade.toml and one manifest per tool."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.manifests: list[str] = []
+        self.server: dict = {"cache_dir": str(ROOT / ".stockade" / "test-cache")}
+        self.stdio: dict = {}
+
+    def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
+        """Writes `<name>.toml` for component `component` (a wasm stem).
+
+        `tables` maps table names (limits, fs, egress, access) to dicts; the
+        [tool] table may be extended through `tool={...}`.
+        """
+        path = wasm(component)
+        tool = {"name": name, "component": str(path), "sha256": sha or sha256(path)}
+        tool.update(tables.pop("tool", {}))
+        manifest = self.dir / f"{name}.toml"
+        manifest.write_text(toml_tables({"tool": tool, **tables}))
+        self.manifests.append(manifest.name)
+        return manifest
+
+    def write(self) -> Path:
+        config = self.dir / "stockade.toml"
+        text = f"tools = {toml_value(self.manifests)}\n\n"
+        tables = {"server": self.server}
+        if self.stdio:
+            tables["stdio"] = self.stdio
+        config.write_text(text + toml_tables(tables))
+        return config
+
+    def params(self, extra_env: dict | None = None) -> StdioServerParameters:
+        env = {"PATH": os.environ.get("PATH", ""), "STOCKADE_LOG": "info"}
+        env.update(extra_env or {})
+        return StdioServerParameters(
+            command=str(BINARY),
+            args=["serve", "--config", str(self.write())],
+            env=env,
+        )
+
+    @asynccontextmanager
+    async def client(self, mode: str = "legacy", **client_args):
+        """An MCP client connected to a fresh `stockade serve` over stdio."""
+        async with Client(self.params(), mode=mode, **client_args) as c:
+            yield c
+
+    def check(self) -> subprocess.CompletedProcess:
+        """Runs `stockade check` on this deployment."""
+        return subprocess.run(
+            [str(BINARY), "check", "--config", str(self.write())],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Deployment:
+    return Deployment(tmp_path)
+
+
+@pytest.fixture
+def examples_deployment(tmp_path: Path) -> Deployment:
+    """The three example tools with the demo's grants, in a scratch directory."""
+    d = Deployment(tmp_path)
+    data = tmp_path / "data"
+    (data / "notes").mkdir(parents=True)
+    (data / "README.txt").write_text("sample data\n")
+    (data / "notes" / "plan.txt").write_text("alpha\nneedle in a haystack\nomega\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    d.add_tool("text-kit", "text_kit")
+    d.add_tool(
+        "files",
+        "files",
+        fs={"/data": {"host": str(data), "mode": "ro"}, "/work": {"host": str(work), "mode": "rw"}},
+    )
+    d.add_tool("fetch", "fetch", egress={"allow": []})
+    return d
+
+
+def text_of(result) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+def pytest_configure(config):
+    if not BINARY.exists():
+        print(f"{BINARY} is missing: run `cargo xtask build` first", file=sys.stderr)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server on 127.0.0.1 (free port) for allowlisted targets.
+
+    Routes: /hello -> "hello from upstream", /echo-headers -> the request
+    headers as JSON, /redirect?to=URL -> 302 to URL, /big?n=N -> N bytes.
+    """
+    import http.server
+    import threading
+    from urllib.parse import parse_qs, urlparse
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            self.server.seen.append({"path": self.path, "headers": dict(self.headers)})
+            if url.path == "/hello":
+                self.reply(200, b"hello from upstream")
+            elif url.path == "/echo-headers":
+                self.reply(200, json.dumps(dict(self.headers)).encode())
+            elif url.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", query["to"][0])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif url.path == "/big":
+                self.reply(200, b"x" * int(query["n"][0]))
+            else:
+                self.reply(404, b"not found")
+
+        def reply(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
