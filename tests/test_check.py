@@ -60,3 +60,19 @@ def test_a_broken_config_file_is_an_error_naming_it(tmp_path):
     assert result.returncode != 0
     assert "stockade.toml" in result.stderr
     assert "panicked" not in result.stderr
+
+
+def test_a_prefix_keeps_two_copies_of_a_component_apart(deployment):
+    deployment.add_tool("kit-a", "text_kit", tool={"prefix": "a_"})
+    deployment.add_tool("kit-b", "text_kit", tool={"prefix": "b_"})
+    result = deployment.check()
+    assert result.returncode == 0, result.stdout
+    assert "a_transform" in result.stdout and "b_transform" in result.stdout
+
+
+def test_two_components_offering_the_same_name_clash(deployment):
+    deployment.add_tool("kit-a", "text_kit")
+    deployment.add_tool("kit-b", "text_kit")
+    result = deployment.check()
+    assert result.returncode != 0
+    assert "already served" in result.stdout

@@ -157,3 +157,14 @@ def test_stdout_carries_only_protocol_and_logs_go_to_stderr(examples_deployment)
     replies, proc = jsonrpc_session(examples_deployment.write(), [json.dumps(init)])
     assert all(r.get("jsonrpc") == "2.0" for r in replies)
     assert "ready" in proc.stderr
+
+
+async def test_prefixed_tools_are_called_by_their_served_name(deployment):
+    deployment.add_tool("kit", "text_kit", tool={"prefix": "kit."})
+    async with deployment.client() as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        result = await client.call_tool("kit.transform", {"text": "a", "op": "upper"})
+        with pytest.raises(MCPError):
+            await client.call_tool("transform", {"text": "a", "op": "upper"})
+    assert names == ["kit.json_pick", "kit.stats", "kit.transform"]
+    assert text_of(result) == "A"

@@ -91,7 +91,13 @@ impl CallPath {
         let component = &tool.component;
         let report = self
             .sandbox
-            .call(&component.loaded, &component.grant, caller, name, &encoded)
+            .call(
+                &component.loaded,
+                &component.grant,
+                caller,
+                &tool.component_name,
+                &encoded,
+            )
             .await;
         let (result, outcome, detail) = respond(tool, &report);
 

@@ -25,6 +25,8 @@ pub struct ToolManifest {
     pub sha256: String,
     /// Tools of the component to serve; `None` serves all.
     pub expose: Option<Vec<String>>,
+    /// Prefix added to every served tool name, to keep components apart.
+    pub prefix: String,
     /// Per-call bounds.
     pub limits: CallLimits,
     /// Calls per caller per window.
@@ -78,6 +80,8 @@ struct RawTool {
     sha256: String,
     #[serde(default)]
     expose: Option<Vec<String>>,
+    #[serde(default)]
+    prefix: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -159,6 +163,19 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
         ));
     }
 
+    let prefix_ok = raw.tool.prefix.len() <= 64
+        && raw
+            .tool
+            .prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if !prefix_ok {
+        return Err(invalid(
+            "tool.prefix",
+            "at most 64 characters of A-Z a-z 0-9 _ . -".into(),
+        ));
+    }
+
     let limits = limits(&raw.limits, &invalid)?;
     let rate = raw
         .limits
@@ -217,6 +234,7 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
         component: base.join(&raw.tool.component),
         sha256,
         expose: raw.tool.expose,
+        prefix: raw.tool.prefix,
         limits,
         rate,
         concurrency: raw.limits.concurrency,

@@ -23,8 +23,10 @@ pub struct ComponentEntry {
 
 /// One tool as served.
 pub struct RegisteredTool {
-    /// What clients see.
+    /// What clients see (the name carries the manifest's prefix).
     pub descriptor: ToolDescriptor,
+    /// The name the component itself knows the tool by.
+    pub component_name: String,
     /// The compiled input schema.
     pub validator: jsonschema::Validator,
     /// The compiled output schema, when the tool declares one.
@@ -139,7 +141,9 @@ async fn load_component(
         grant,
     });
     let mut tools = Vec::new();
-    for descriptor in descriptors {
+    for mut descriptor in descriptors {
+        let component_name = descriptor.name.clone();
+        descriptor.name = format!("{}{}", manifest.prefix, descriptor.name);
         check_descriptor(&descriptor)?;
         let validator = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| {
             format!(
@@ -160,6 +164,7 @@ async fn load_component(
             })?;
         tools.push(RegisteredTool {
             descriptor,
+            component_name,
             validator,
             output_validator,
             component: entry.clone(),
