@@ -70,6 +70,7 @@ class Deployment:
         self.manifests: list[str] = []
         self.server: dict = {"cache_dir": str(ROOT / ".stockade" / "test-cache")}
         self.stdio: dict = {}
+        self.vault: dict = {}
 
     def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
         """Writes `<name>.toml` for component `component` (a wasm stem).
@@ -91,6 +92,8 @@ class Deployment:
         tables = {"server": self.server}
         if self.stdio:
             tables["stdio"] = self.stdio
+        if self.vault:
+            tables["vault"] = self.vault
         config.write_text(text + toml_tables(tables))
         return config
 

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -14,6 +15,7 @@ use crate::contract;
 use crate::egress::{EgressHooks, EgressRecord};
 use crate::limits::{LimitHit, OversizePolicy, StoreLimiter};
 use crate::log::GuestLog;
+use crate::secrets::Redactor;
 use crate::{
     CallerIdentity, ContentItem, LoadedComponent, Sandbox, SandboxError, ToolDescriptor,
     ToolFailure, ToolGrant, ToolOutput, fs,
@@ -26,6 +28,7 @@ pub(crate) struct CallState {
     table: ResourceTable,
     hooks: EgressHooks,
     limiter: StoreLimiter,
+    fs: fs::FsGuard,
     pub(crate) caller: CallerIdentity,
     pub(crate) log: GuestLog,
 }
@@ -147,7 +150,10 @@ impl Sandbox {
                 };
                 fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
                 store.data().log.flush_stdio(&stdout, &stderr);
+                let redactor = store.data().log.redactor();
                 outcome
+                    .map(|output| redactor.scrub_output(output))
+                    .map_err(|err| redactor.scrub_error(err))
             }
         };
         let egress = record.lock().expect("egress record").clone();
@@ -198,15 +204,28 @@ impl Sandbox {
         let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        // wasi:sockets stays shut whatever wasmtime's defaults become; no
+        // manifest key opens it. The only network path is wasi:http.
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         fs::apply(&grant.fs, &mut wasi)?;
+        let redactor = Arc::new(Mutex::new(Redactor::default()));
         let state = CallState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: EgressHooks::new(grant.egress.clone(), self.tls.clone(), record),
+            hooks: EgressHooks::new(
+                grant.egress.clone(),
+                self.tls.clone(),
+                record,
+                grant.secrets.clone(),
+                redactor.clone(),
+            ),
             limiter: StoreLimiter::new(limits),
+            fs: fs::FsGuard::new(&grant.label, &grant.fs),
             caller: caller.clone(),
-            log: GuestLog::new(&grant.label),
+            log: GuestLog::new(&grant.label, redactor),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -239,10 +258,7 @@ impl CallError {
             Some(Trap::OutOfFuel) => Self::Limit(LimitKind::Fuel(limits.fuel)),
             Some(Trap::Interrupt) => Self::Limit(LimitKind::Timeout(limits.timeout)),
             Some(Trap::StackOverflow) => Self::Limit(LimitKind::Stack),
-            Some(Trap::MemoryOutOfBounds) => Self::Crashed(
-                "out-of-bounds memory access (a stack overflow in a Rust tool ends this way)"
-                    .into(),
-            ),
+            Some(Trap::MemoryOutOfBounds) => Self::Crashed(out_of_bounds(&err)),
             Some(Trap::UnreachableCodeReached) => {
                 Self::Crashed("the tool panicked or aborted".into())
             }
@@ -259,7 +275,50 @@ impl CallError {
     }
 }
 
+/// Innermost frames that must all belong to a recursion (at most
+/// [`RECURSION_FUNCTIONS`] distinct functions) before an out-of-bounds
+/// access is put down to the tool's own stack.
+const RECURSION_FRAMES: usize = 16;
+/// Distinct functions a recursion may cycle through (mutual recursion).
+const RECURSION_FUNCTIONS: usize = 3;
+
+/// Describes an out-of-bounds access. A Rust tool keeps its own stack in
+/// its linear memory (its size is the toolchain's choice, not a host
+/// limit), and overflowing it ends in such an access, deep in a recursion.
+/// The backtrace tells the two apart only by that pattern, so the message
+/// says what was seen and what it most likely means.
+fn out_of_bounds(err: &wasmtime::Error) -> String {
+    let recursion = err.downcast_ref::<WasmBacktrace>().and_then(|trace| {
+        let frames = trace.frames();
+        let mut functions: Vec<(Option<&str>, u32)> = frames
+            .iter()
+            .take(RECURSION_FRAMES)
+            .map(|f| (f.module().name(), f.func_index()))
+            .collect();
+        functions.sort_unstable();
+        functions.dedup();
+        (frames.len() >= RECURSION_FRAMES && functions.len() <= RECURSION_FUNCTIONS)
+            .then_some(frames.len())
+    });
+    match recursion {
+        Some(depth) => format!(
+            "out-of-bounds memory access at least {depth} calls deep in a recursion \
+             (most likely the tool overflowed its own stack)"
+        ),
+        None => "out-of-bounds memory access".into(),
+    }
+}
+
 impl CallState {
+    /// The view `wasi:filesystem` runs on: wasmtime-wasi's, guarded.
+    pub(crate) fn guarded_fs(&mut self) -> fs::GuardedFs<'_> {
+        let inner = WasiFilesystemCtxView {
+            ctx: self.wasi.filesystem(),
+            table: &mut self.table,
+        };
+        fs::GuardedFs::new(inner, &mut self.fs)
+    }
+
     fn log_label(&self) -> &str {
         self.log.label()
     }

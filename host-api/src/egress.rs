@@ -2,6 +2,7 @@
 //! is checked on the address actually connected to.
 
 mod address;
+mod failure;
 mod policy;
 mod send;
 

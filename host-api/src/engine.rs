@@ -15,7 +15,7 @@ use crate::cache::ArtifactCache;
 use crate::call::CallState;
 use crate::contract::{self, ContractPre};
 use crate::limits::MAX_MEMORY_BYTES;
-use crate::{SandboxError, egress};
+use crate::{SandboxError, egress, fs};
 
 /// How often the epoch advances; the deadline check and the cooperative
 /// yield of a running guest happen on this beat.
@@ -70,6 +70,7 @@ impl Sandbox {
             .map_err(|err| SandboxError::Internal(format!("engine: {err:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| fs::add_to_linker(&mut linker))
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .and_then(|()| contract::add_to_linker(&mut linker))
             .map_err(|err| SandboxError::Internal(format!("linker: {err:#}")))?;

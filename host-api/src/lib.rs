@@ -15,6 +15,7 @@ mod engine;
 pub mod fs;
 pub mod limits;
 pub mod log;
+pub mod secrets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct ToolGrant {
     pub fs: Vec<FsGrant>,
     /// Network.
     pub egress: Arc<EgressPolicy>,
+    /// Credentials injected into the tool's requests, if it has any.
+    pub secrets: Option<Arc<secrets::SecretGrant>>,
 }
 
 /// One tool a component offers, as the host understands it.

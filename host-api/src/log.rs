@@ -2,7 +2,11 @@
 //! written to the host's log (never the protocol stream), tagged with the
 //! tool and bounded per call.
 
+use std::sync::{Arc, Mutex};
+
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::secrets::Redactor;
 
 /// Bytes of `host.log` text one call may write before further lines are dropped.
 const LOG_BUDGET_BYTES: usize = 64 << 10;
@@ -12,6 +16,7 @@ pub struct GuestLog {
     label: String,
     remaining: usize,
     dropped: usize,
+    redactor: Arc<Mutex<Redactor>>,
 }
 
 /// Severity of a guest log line.
@@ -30,13 +35,20 @@ pub enum GuestLevel {
 }
 
 impl GuestLog {
-    /// A log for one call of the tool named `label`.
-    pub fn new(label: &str) -> Self {
+    /// A log for one call of the tool named `label`; every line is scrubbed
+    /// of the secrets `redactor` knows.
+    pub fn new(label: &str, redactor: Arc<Mutex<Redactor>>) -> Self {
         Self {
             label: label.to_owned(),
             remaining: LOG_BUDGET_BYTES,
             dropped: 0,
+            redactor,
         }
+    }
+
+    /// The secrets injected so far in this call.
+    pub fn redactor(&self) -> Redactor {
+        self.redactor.lock().expect("redactor").clone()
     }
 
     /// The tool this log belongs to.
@@ -53,7 +65,7 @@ impl GuestLog {
         }
         self.remaining -= message.len();
         let tool = self.label.as_str();
-        let message = message.escape_debug().to_string();
+        let message = self.redactor().redact(message).escape_debug().to_string();
         match level {
             GuestLevel::Trace => tracing::trace!(target: "stockade::guest", tool, "{message}"),
             GuestLevel::Debug => tracing::debug!(target: "stockade::guest", tool, "{message}"),
@@ -70,7 +82,7 @@ impl GuestLog {
         for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
             let bytes = pipe.contents();
             if !bytes.is_empty() {
-                let text = String::from_utf8_lossy(&bytes);
+                let text = self.redactor().redact(&String::from_utf8_lossy(&bytes));
                 let text = text.escape_debug().to_string();
                 tracing::info!(target: "stockade::guest", tool, stream, "{text}");
             }

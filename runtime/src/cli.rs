@@ -14,6 +14,7 @@ use crate::call::CallPath;
 use crate::config::StockadeConfig;
 use crate::mcp::McpServer;
 use crate::registry::Registry;
+use crate::secrets::{Backend, DevBackend, VaultBackend};
 
 /// Stockade: a sandboxed MCP tool runtime for WebAssembly components.
 #[derive(Parser)]
@@ -33,12 +34,19 @@ enum Command {
         /// Transport to serve on.
         #[arg(long, value_enum, default_value_t = Transport::Stdio)]
         transport: Transport,
+        /// DEVELOPMENT ONLY: read tool secrets from this TOML file instead
+        /// of Vault (`"mount/data/path#key" = "value"` lines).
+        #[arg(long, value_name = "FILE")]
+        dev_secrets: Option<PathBuf>,
     },
     /// Validate the config, every manifest and every component, then exit.
     Check {
         /// Path to stockade.toml.
         #[arg(long, short)]
         config: PathBuf,
+        /// DEVELOPMENT ONLY: as for `serve`.
+        #[arg(long, value_name = "FILE")]
+        dev_secrets: Option<PathBuf>,
     },
 }
 
@@ -64,8 +72,15 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, transport } => serve(&config, transport).await,
-            Command::Check { config } => check(&config).await,
+            Command::Serve {
+                config,
+                transport,
+                dev_secrets,
+            } => serve(&config, transport, dev_secrets.as_deref()).await,
+            Command::Check {
+                config,
+                dev_secrets,
+            } => check(&config, dev_secrets.as_deref()).await,
         }
     });
     match outcome {
@@ -91,15 +106,23 @@ fn init_logging() {
 /// Loads config, sandbox and tools; returns the registry and every problem found.
 async fn load(
     config_path: &Path,
+    dev_secrets: Option<&Path>,
 ) -> anyhow::Result<(StockadeConfig, Arc<Sandbox>, Registry, Vec<String>)> {
     let (config, manifest_errors) = StockadeConfig::load(config_path)?;
+    let secrets = match (dev_secrets, &config.vault) {
+        (Some(file), _) => Some(Arc::new(Backend::Dev(
+            DevBackend::load(file).map_err(anyhow::Error::msg)?,
+        ))),
+        (None, Some(vault)) => Some(Arc::new(Backend::Vault(VaultBackend::start(vault.clone())))),
+        (None, None) => None,
+    };
     let settings = SandboxSettings {
         cache_dir: Some(config.server.cache_dir.clone()),
         max_concurrent_calls: config.server.max_concurrent_calls,
         ..SandboxSettings::default()
     };
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);
-    let (registry, load_errors) = Registry::load(&sandbox, &config.tools).await;
+    let (registry, load_errors) = Registry::load(&sandbox, &config.tools, secrets.as_ref()).await;
     let problems = manifest_errors
         .iter()
         .map(ToString::to_string)
@@ -108,9 +131,13 @@ async fn load(
     Ok((config, sandbox, registry, problems))
 }
 
-async fn serve(config_path: &Path, transport: Transport) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config_path: &Path,
+    transport: Transport,
+    dev_secrets: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let (config, sandbox, registry, problems) = load(config_path).await?;
+    let (config, sandbox, registry, problems) = load(config_path, dev_secrets).await?;
     for problem in &problems {
         tracing::error!("tool refused: {problem}");
     }
@@ -133,18 +160,25 @@ async fn serve(config_path: &Path, transport: Transport) -> anyhow::Result<ExitC
                 groups: config.stdio.groups.clone(),
             };
             let server = McpServer::new(path, caller, &config.server.name);
-            let running = server
-                .serve(rmcp::transport::stdio())
-                .await
-                .context("MCP session over stdio failed to start")?;
+            let running = match server.serve(rmcp::transport::stdio()).await {
+                Ok(running) => running,
+                // The client left before saying anything: nothing failed.
+                Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
+                    tracing::info!("stdin closed before the session started");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(err) => {
+                    return Err(err).context("MCP session over stdio failed to start");
+                }
+            };
             running.waiting().await.context("MCP session over stdio")?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let (_config, _sandbox, registry, problems) = load(config_path).await?;
+async fn check(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (_config, _sandbox, registry, problems) = load(config_path, dev_secrets).await?;
     for tool in registry.iter() {
         println!(
             "ok   {:<24} from {}",

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::manifest::{self, ToolManifest};
+use crate::secrets::{VaultAuth, VaultSettings};
+use crate::units::parse_duration;
 
 /// A problem with a config or manifest file. Every message names the file
 /// and, where there is one, the key.
@@ -48,6 +50,28 @@ pub struct StockadeConfig {
     pub stdio: StdioSettings,
     /// Tool manifests, in the order given.
     pub tools: Vec<ToolManifest>,
+    /// Where tool secrets are read, when configured.
+    pub vault: Option<VaultSettings>,
+}
+
+/// `[vault]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    address: String,
+    ca_bundle: Option<PathBuf>,
+    auth: String,
+    token_file: Option<PathBuf>,
+    role_id_file: Option<PathBuf>,
+    secret_id_file: Option<PathBuf>,
+    #[serde(default = "default_approle_mount")]
+    approle_mount: String,
+    cache_ttl: Option<String>,
+    timeout: Option<String>,
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
 }
 
 /// `[server]`.
@@ -110,6 +134,7 @@ struct RawConfig {
     server: ServerSettings,
     #[serde(default)]
     stdio: StdioSettings,
+    vault: Option<RawVault>,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -118,10 +143,21 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
         path: path.to_owned(),
         reason: err.to_string(),
     })?;
-    toml::from_str(&text).map_err(|err| ConfigError::Parse {
+    let parse_error = |err: toml::de::Error| ConfigError::Parse {
         path: path.to_owned(),
         message: err.to_string().trim_end().to_owned(),
-    })
+    };
+    let tree: toml::Value = toml::from_str(&text).map_err(parse_error)?;
+    if let Some(key) = crate::secrets::literal::find(&tree) {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            expected: "a reference to a secret in Vault, not a literal credential \
+                       (put the value in Vault and name it in [secrets.NAME] vault = \"mount/data/path#key\")"
+                .into(),
+        });
+    }
+    toml::from_str(&text).map_err(parse_error)
 }
 
 impl StockadeConfig {
@@ -154,11 +190,67 @@ impl StockadeConfig {
                 Err(err) => errors.push(err),
             }
         }
+        let vault = raw
+            .vault
+            .as_ref()
+            .map(|v| vault_settings(v, base, &invalid))
+            .transpose()?;
         let config = Self {
+            vault,
             server,
             stdio: raw.stdio,
             tools,
         };
         Ok((config, errors))
     }
+}
+
+fn vault_settings(
+    raw: &RawVault,
+    base: &Path,
+    invalid: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<VaultSettings, ConfigError> {
+    let uri: http::Uri = raw.address.parse().map_err(|_| {
+        invalid(
+            "vault.address",
+            "a URL such as \"https://vault.internal:8200\"",
+        )
+    })?;
+    let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if loopback => {}
+        _ => {
+            return Err(invalid(
+                "vault.address",
+                "an https:// URL (plain http only for a loopback address)",
+            ));
+        }
+    }
+    let file = |key: &str, value: &Option<PathBuf>| {
+        value
+            .as_ref()
+            .map(|p| base.join(p))
+            .ok_or_else(|| invalid(key, "a file path"))
+    };
+    let auth = match raw.auth.as_str() {
+        "token" => VaultAuth::TokenFile(file("vault.token_file", &raw.token_file)?),
+        "approle" => VaultAuth::AppRole {
+            mount: raw.approle_mount.clone(),
+            role_id_file: file("vault.role_id_file", &raw.role_id_file)?,
+            secret_id_file: file("vault.secret_id_file", &raw.secret_id_file)?,
+        },
+        _ => return Err(invalid("vault.auth", "\"token\" or \"approle\"")),
+    };
+    let duration = |key: &str, text: &Option<String>, default: u64| match text {
+        None => Ok(std::time::Duration::from_secs(default)),
+        Some(text) => parse_duration(text).map_err(|e| invalid(key, &e)),
+    };
+    Ok(VaultSettings {
+        address: raw.address.clone(),
+        ca_bundle: raw.ca_bundle.as_ref().map(|p| base.join(p)),
+        auth,
+        cache_ttl: duration("vault.cache_ttl", &raw.cache_ttl, 30)?,
+        timeout: duration("vault.timeout", &raw.timeout, 5)?,
+    })
 }

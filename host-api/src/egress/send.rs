@@ -15,35 +15,45 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::failure::FailureNotes;
 use super::policy::{Destination, EgressPolicy, EgressScheme};
+use crate::secrets::{Redactor, SecretGrant};
 
 /// What the egress layer saw during one call, for the call's outcome.
 #[derive(Debug, Default, Clone)]
 pub struct EgressRecord {
     /// Destinations contacted, `scheme://host:port`.
     pub contacted: Vec<String>,
-    /// Requests refused, with the rule that refused each.
+    /// Requests refused or cut short, with the rule or budget that did it.
     pub denied: Vec<String>,
 }
 
-/// Per-call `wasi:http` hooks enforcing an [`EgressPolicy`].
+/// Per-call `wasi:http` hooks enforcing an [`EgressPolicy`] and injecting
+/// the tool's secrets into requests bound for their destinations.
 pub struct EgressHooks {
     policy: Arc<EgressPolicy>,
     tls: Arc<rustls::ClientConfig>,
     record: Arc<Mutex<EgressRecord>>,
+    secrets: Option<Arc<SecretGrant>>,
+    redactor: Arc<Mutex<Redactor>>,
 }
 
 impl EgressHooks {
-    /// Hooks for one call; `record` collects what happened.
+    /// Hooks for one call; `record` collects what happened and `redactor`
+    /// every secret value injected.
     pub fn new(
         policy: Arc<EgressPolicy>,
         tls: Arc<rustls::ClientConfig>,
         record: Arc<Mutex<EgressRecord>>,
+        secrets: Option<Arc<SecretGrant>>,
+        redactor: Arc<Mutex<Redactor>>,
     ) -> Self {
         Self {
             policy,
             tls,
             record,
+            secrets,
+            redactor,
         }
     }
 }
@@ -86,13 +96,15 @@ impl WasiHttpHooks for EgressHooks {
 
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         let policy = self.policy.clone();
         let tls = self.tls.clone();
         let record = self.record.clone();
+        let secrets = self.secrets.clone();
+        let redactor = self.redactor.clone();
         Box::new(async move {
             let deny = |reason: String| {
                 tracing::warn!(target: "stockade::egress", "{reason}");
@@ -106,12 +118,29 @@ impl WasiHttpHooks for EgressHooks {
                 .resolve(&dest)
                 .await
                 .map_err(|d| deny(d.to_string()))?;
+            let injected = match &secrets {
+                Some(secrets) => secrets
+                    .inject(&dest, &mut request, &redactor)
+                    .await
+                    .map_err(deny)?,
+                None => false,
+            };
             record
                 .lock()
                 .expect("egress record")
                 .contacted
                 .push(dest.to_string());
-            send_pinned(request, options, &policy, &dest, &addrs, tls).await
+            let notes = FailureNotes::new(record.clone(), &dest, &policy, options);
+            let (response, io) = send_pinned(request, options, &policy, &dest, &addrs, tls)
+                .await
+                .map_err(|err| notes.note(err))?;
+            let response = response.map(|body| notes.watch(body).boxed_unsync());
+            if !injected {
+                return Ok((response, io));
+            }
+            let snapshot = redactor.lock().expect("redactor").clone();
+            let response = scrub_response(response, &snapshot).await.map_err(deny)?;
+            Ok((response, io))
         })
     }
 }
@@ -212,6 +241,47 @@ async fn send_pinned(
         }
     };
     Ok((response, Box::new(io_done)))
+}
+
+/// Reads the whole (already size-capped) response to a request that carried
+/// a secret and removes every injected value from its headers and body, so
+/// an upstream that echoes the request cannot hand the secret to the tool.
+async fn scrub_response(
+    response: http::Response<WasiBody>,
+    redactor: &Redactor,
+) -> Result<http::Response<WasiBody>, String> {
+    let encoding = response
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase());
+    if encoding.as_deref().is_some_and(|e| e != "identity") {
+        return Err(
+            "egress denied: the response to a request carrying a secret is compressed, so it cannot be redacted"
+                .into(),
+        );
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|err| format!("egress failed: reading the response: {err}"))?
+        .to_bytes();
+    let scrubbed = redactor.redact_bytes(&bytes);
+    for value in parts.headers.values_mut() {
+        let clean = redactor.redact_bytes(value.as_bytes());
+        if clean != value.as_bytes() {
+            *value = http::HeaderValue::from_bytes(&clean)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("[redacted]"));
+        }
+    }
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(scrubbed.len()),
+    );
+    let body = http_body_util::Full::new(Bytes::from(scrubbed))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Ok(http::Response::from_parts(parts, body))
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}

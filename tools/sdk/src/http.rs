@@ -121,6 +121,11 @@ impl Request {
     pub fn send(self) -> Result<Response, HttpError> {
         let (scheme, authority, path) = split_url(&self.url)?;
         let headers = Fields::new();
+        if !self.body.is_empty() {
+            headers
+                .append("content-length", self.body.len().to_string().as_bytes())
+                .map_err(|e| HttpError::BadUrl(format!("header content-length: {e:?}")))?;
+        }
         for (name, value) in &self.headers {
             headers
                 .append(name, value)

@@ -17,8 +17,10 @@ pub struct Tool {
     name: String,
     title: Option<String>,
     description: String,
-    input_schema: serde_json::Value,
-    output_schema: Option<serde_json::Value>,
+    /// Schemas are generated only when the tool list is read, not on
+    /// every call (a call builds the whole toolbox to find its handler).
+    input_schema: fn() -> serde_json::Value,
+    output_schema: Option<fn() -> serde_json::Value>,
     hints: types::Hints,
     handler: Handler,
 }
@@ -31,13 +33,11 @@ impl Tool {
         A: DeserializeOwned + schemars::JsonSchema,
         F: Fn(A) -> Result<Output, ToolError> + 'static,
     {
-        let input_schema = serde_json::to_value(schemars::schema_for!(A))
-            .unwrap_or_else(|_| serde_json::json!({ "type": "object" }));
         Self {
             name: name.to_owned(),
             title: None,
             description: description.to_owned(),
-            input_schema,
+            input_schema: schema_of::<A>,
             output_schema: None,
             hints: types::Hints {
                 read_only: false,
@@ -61,7 +61,7 @@ impl Tool {
 
     /// Declares the schema of the structured result, derived from `O`.
     pub fn output<O: schemars::JsonSchema>(mut self) -> Self {
-        self.output_schema = serde_json::to_value(schemars::schema_for!(O)).ok();
+        self.output_schema = Some(schema_of::<O>);
         self
     }
 
@@ -166,6 +166,12 @@ pub fn log(level: host::Level, message: &str) {
     host::log(level, message);
 }
 
+/// The JSON Schema of `T`.
+fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(T))
+        .unwrap_or_else(|_| serde_json::json!({ "type": "object" }))
+}
+
 #[doc(hidden)]
 pub fn __list<T: Toolbox>() -> Vec<types::Descriptor> {
     T::tools()
@@ -174,8 +180,8 @@ pub fn __list<T: Toolbox>() -> Vec<types::Descriptor> {
             name: tool.name,
             title: tool.title,
             description: tool.description,
-            input_schema: tool.input_schema.to_string(),
-            output_schema: tool.output_schema.map(|s| s.to_string()),
+            input_schema: (tool.input_schema)().to_string(),
+            output_schema: tool.output_schema.map(|schema| schema().to_string()),
             hints: tool.hints,
         })
         .collect()

@@ -131,4 +131,7 @@ impl Toolbox for TextKit {
     }
 }
 
+// Exported only in the component: natively (the benchmark links this crate
+// as a library) the export symbols would not link into the cdylib.
+#[cfg(target_arch = "wasm32")]
 stockade_sdk::export_toolbox!(TextKit);

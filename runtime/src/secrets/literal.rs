@@ -1,0 +1,171 @@
+//! Refuses config text that holds what looks like a literal credential.
+//! Secrets belong in Vault; files hold references only.
+
+/// Words that mark a key as holding something sensitive.
+const SECRETISH: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "apikey",
+    "api_key",
+    "credential",
+    "private",
+    "auth",
+    "bearer",
+    "key",
+];
+
+/// Prefixes of well-known credential formats, refused under any key.
+const TOKEN_PREFIXES: &[&str] = &[
+    "hvs.",
+    "hvb.",
+    "hvr.",
+    "s.",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "sk-",
+    "sk_live_",
+    "rk_live_",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "eyJ",
+    "-----BEGIN",
+];
+
+/// Keys whose values are references or digests, never credentials.
+const REFERENCE_KEYS: &[&str] = &["vault", "sha256", "component", "host", "url", "format"];
+
+/// Returns the dotted key of the first value that looks like a literal
+/// credential, if any.
+pub fn find(value: &toml::Value) -> Option<String> {
+    walk(value, "")
+}
+
+fn walk(value: &toml::Value, path: &str) -> Option<String> {
+    match value {
+        toml::Value::Table(table) => table.iter().find_map(|(key, v)| {
+            let child = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            walk(v, &child)
+        }),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+        toml::Value::String(text) => looks_like_credential(path, text).then(|| path.to_owned()),
+        _ => None,
+    }
+}
+
+fn last_key(path: &str) -> &str {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    key.split('[').next().unwrap_or(key)
+}
+
+fn looks_like_credential(path: &str, text: &str) -> bool {
+    let key = last_key(path).to_ascii_lowercase();
+    if REFERENCE_KEYS.contains(&key.as_str()) {
+        return false;
+    }
+    let word = text.trim();
+    let token_shaped = word.len() >= 12
+        && !word.contains(char::is_whitespace)
+        && TOKEN_PREFIXES.iter().any(|p| word.starts_with(p));
+    if token_shaped {
+        return true;
+    }
+    let secretish = SECRETISH.iter().any(|w| key.contains(w));
+    secretish && !key.ends_with("_file") && !key.ends_with("_id_file") && high_entropy(word)
+}
+
+/// A long, path-free, space-free string with mixed character classes and
+/// high Shannon entropy.
+fn high_entropy(word: &str) -> bool {
+    if word.len() < 16 || word.contains(char::is_whitespace) || word.contains('/') {
+        return false;
+    }
+    let classes = [
+        word.bytes().any(|b| b.is_ascii_lowercase()),
+        word.bytes().any(|b| b.is_ascii_uppercase()),
+        word.bytes().any(|b| b.is_ascii_digit()),
+        word.bytes().any(|b| !b.is_ascii_alphanumeric()),
+    ];
+    if classes.iter().filter(|c| **c).count() < 2 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for b in word.bytes() {
+        counts[b as usize] += 1;
+    }
+    let len = word.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / len;
+            -p * p.log2()
+        })
+        .sum();
+    entropy >= 3.5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(text: &str) -> Option<String> {
+        find(&toml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn refuses_literal_credentials_naming_the_key() {
+        assert_eq!(
+            scan("[vault]\ntoken = \"hvs.CAESIJ3x9sQ2rT7yZk1mN0pLw\"").as_deref(),
+            Some("vault.token")
+        );
+        assert_eq!(
+            scan("[secrets.api]\napi_key = \"Zx81kQp0Lm2Vn7Tr4Yw9\"").as_deref(),
+            Some("secrets.api.api_key")
+        );
+        assert_eq!(
+            scan("[x]\nnote = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"").as_deref(),
+            Some("x.note")
+        );
+    }
+
+    #[test]
+    fn accepts_references_digests_files_and_prose() {
+        assert_eq!(
+            scan("[secrets.api]\nvault = \"secret/data/tools/api#token\""),
+            None
+        );
+        assert_eq!(
+            scan(
+                "[tool]\nsha256 = \"f7011a1f3f4723fc4dd6a6d9685e0ca4dd80eec284c565eb73f98c970640e585\""
+            ),
+            None
+        );
+        assert_eq!(
+            scan("[vault]\ntoken_file = \"/run/secrets/vault-token\""),
+            None
+        );
+        assert_eq!(scan("[access]\ngroups = [\"analysts\"]"), None);
+        assert_eq!(
+            scan("[secrets.api]\nheader = \"Authorization\"\nformat = \"Bearer {}\""),
+            None
+        );
+        assert_eq!(scan("[x]\npassword = \"changeme\""), None);
+    }
+}

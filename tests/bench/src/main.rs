@@ -1,0 +1,440 @@
+//! `stockade-bench`: what Stockade's per-call isolation costs, beside
+//! native baselines measured in the same run.
+//!
+//! Run with `cargo xtask bench` (builds everything first), or
+//! `cargo xtask bench -- --quick` for a shorter, noisier run.
+
+mod deploy;
+mod sandbox;
+mod stats;
+mod stdio;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::deploy::{Artifacts, Scratch};
+use crate::sandbox::SandboxBench;
+use crate::stats::{Figure, Row, Samples, show_duration};
+use crate::stdio::{ServerCommand, Session};
+
+/// Targets the figures are held to.
+const TARGET_SANDBOX_OVERHEAD: Duration = Duration::from_micros(50);
+const TARGET_STDIO_RATIO: f64 = 1.5;
+const TARGET_WARM_START: Duration = Duration::from_millis(100);
+
+/// Requests kept outstanding in the concurrent stdio measurement.
+const IN_FLIGHT: usize = 8;
+/// Manifests in the many-tools start-up measurement.
+const MANY_MANIFESTS: usize = 50;
+/// Tools text-kit offers.
+const TEXT_KIT_TOOLS: usize = 3;
+/// Tools the three examples offer: text-kit, files (4) and fetch (1).
+const EXAMPLE_TOOLS: usize = TEXT_KIT_TOOLS + 4 + 1;
+
+/// How many of each thing one run measures.
+struct Plan {
+    sandbox_warmup: usize,
+    sandbox_calls: usize,
+    native_calls: usize,
+    sandbox_calls_per_task: usize,
+    native_calls_per_thread: usize,
+    stdio_warmup: usize,
+    stdio_calls: usize,
+    concurrent_calls: usize,
+    warm_starts: usize,
+    many_starts: usize,
+    cold_starts: usize,
+}
+
+impl Plan {
+    fn full() -> Self {
+        Self {
+            sandbox_warmup: 1_000,
+            sandbox_calls: 10_000,
+            native_calls: 100_000,
+            sandbox_calls_per_task: 5_000,
+            native_calls_per_thread: 1_000_000,
+            stdio_warmup: 200,
+            stdio_calls: 2_000,
+            concurrent_calls: 4_000,
+            warm_starts: 20,
+            many_starts: 10,
+            cold_starts: 3,
+        }
+    }
+
+    fn quick() -> Self {
+        Self {
+            sandbox_warmup: 100,
+            sandbox_calls: 1_000,
+            native_calls: 10_000,
+            sandbox_calls_per_task: 500,
+            native_calls_per_thread: 100_000,
+            stdio_warmup: 50,
+            stdio_calls: 300,
+            concurrent_calls: 600,
+            warm_starts: 5,
+            many_starts: 3,
+            cold_starts: 1,
+        }
+    }
+}
+
+/// The parts of a run, each selectable with `--only`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Sandbox,
+    Startup,
+    Stdio,
+}
+
+impl Section {
+    const ALL: [Self; 3] = [Self::Sandbox, Self::Startup, Self::Stdio];
+
+    fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "sandbox" => Self::Sandbox,
+            "startup" => Self::Startup,
+            "stdio" => Self::Stdio,
+            other => bail!("unknown section `{other}`: sandbox, startup or stdio"),
+        })
+    }
+}
+
+/// A target and whether this run met it.
+struct Verdict {
+    what: String,
+    met: bool,
+}
+
+/// What one section measured.
+#[derive(Default)]
+struct Findings {
+    rows: Vec<Row>,
+    verdicts: Vec<Verdict>,
+}
+
+fn main() -> Result<()> {
+    let mut quick = false;
+    let mut only = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => {
+                let name = args.next().unwrap_or_default();
+                only.push(Section::parse(&name)?);
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: stockade-bench [--quick] [--only sandbox|startup|stdio]...\n\n\
+                     Measures Stockade's per-call isolation against native baselines\n\
+                     and prints a Markdown table. Build first: `cargo xtask bench`.\n\n\
+                     --quick   fewer samples: a shorter, noisier run\n\
+                     --only    run only the named section (repeatable)"
+                );
+                return Ok(());
+            }
+            other => bail!("unknown argument `{other}` (try --help)"),
+        }
+    }
+    if only.is_empty() {
+        only = Section::ALL.to_vec();
+    }
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(&plan, quick, &only))
+}
+
+async fn run(plan: &Plan, quick: bool, sections: &[Section]) -> Result<()> {
+    let started = Instant::now();
+    let artifacts = Artifacts::locate()?;
+    let scratch = Scratch::new()?;
+    let mut findings = Findings::default();
+    for section in Section::ALL {
+        if sections.contains(&section) {
+            match section {
+                Section::Sandbox => {
+                    measure_sandbox(plan, &artifacts, &scratch, &mut findings).await?
+                }
+                Section::Startup => {
+                    measure_startup(plan, &artifacts, &scratch, &mut findings).await?
+                }
+                Section::Stdio => measure_stdio(plan, &artifacts, &scratch, &mut findings).await?,
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "Stockade benchmark{} on {} ({} cores), {:.0} s",
+        if quick { " (--quick)" } else { "" },
+        cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    stats::print_table(&findings.rows);
+    println!();
+    println!(
+        "Ratio: Stockade's time over the baseline's (p50), or the baseline's rate over \
+         Stockade's; above 1 means Stockade costs more."
+    );
+    println!();
+    println!("Targets:");
+    for v in &findings.verdicts {
+        println!("- {}: {}", if v.met { "met" } else { "NOT met" }, v.what);
+    }
+    Ok(())
+}
+
+/// (a) and (c): the sandbox in this process against the native function.
+async fn measure_sandbox(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    scratch: &Scratch,
+    findings: &mut Findings,
+) -> Result<()> {
+    progress("sandbox: sequential calls");
+    let text_kit = artifacts.wasm("text_kit")?;
+    let digest = deploy::sha256_of(&text_kit)?;
+    let bench = Arc::new(SandboxBench::new(
+        &scratch.path("cache-sandbox"),
+        &text_kit,
+        &digest,
+    )?);
+    let sandbox_latency = bench
+        .latency(plan.sandbox_warmup, plan.sandbox_calls)
+        .await?;
+    let native_latency = sandbox::native_latency(plan.native_calls / 10, plan.native_calls);
+    let overhead = sandbox_latency.p50().saturating_sub(native_latency.p50());
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "sandbox overhead p50 (sandbox call minus native call) {} < {}",
+            show_duration(overhead),
+            show_duration(TARGET_SANDBOX_OVERHEAD)
+        ),
+        met: overhead < TARGET_SANDBOX_OVERHEAD,
+    });
+    findings.rows.push(Row {
+        measure: format!(
+            "sandbox call: fresh instance + `transform` + drop ({} calls)",
+            sandbox_latency.len()
+        ),
+        stockade: Figure::Latency(sandbox_latency),
+        baseline_name: "`text_kit::transform` natively".into(),
+        baseline: Figure::Latency(native_latency),
+    });
+
+    for tasks in [1, 2] {
+        progress(&format!("sandbox: throughput with {tasks} task(s)"));
+        let rate = bench.throughput(tasks, plan.sandbox_calls_per_task).await?;
+        let native = sandbox::native_throughput(tasks, plan.native_calls_per_thread);
+        findings.rows.push(Row {
+            measure: format!("sandbox calls/s, {tasks} concurrent task(s)"),
+            stockade: Figure::Rate(rate),
+            baseline_name: format!("native, {tasks} thread(s)"),
+            baseline: Figure::Rate(native),
+        });
+    }
+    Ok(())
+}
+
+fn stockade_serving(artifacts: &Artifacts, config: &Path) -> ServerCommand {
+    ServerCommand {
+        program: artifacts.stockade.clone(),
+        args: vec![
+            "serve".into(),
+            "--config".into(),
+            config.to_string_lossy().into_owned(),
+        ],
+    }
+}
+
+fn native_server(artifacts: &Artifacts) -> ServerCommand {
+    ServerCommand {
+        program: artifacts.native_server.clone(),
+        args: Vec::new(),
+    }
+}
+
+/// The demo's three tools in the scratch directory, cache in `cache-warm`.
+fn examples_config(artifacts: &Artifacts, scratch: &Scratch) -> Result<(Vec<String>, PathBuf)> {
+    let examples = deploy::write_examples(artifacts, scratch.dir())?;
+    let config = deploy::write_config(
+        scratch.dir(),
+        "examples.toml",
+        &examples,
+        &scratch.path("cache-warm"),
+    )?;
+    Ok((examples, config))
+}
+
+/// (d): spawn to `initialize` response.
+async fn measure_startup(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    scratch: &Scratch,
+    findings: &mut Findings,
+) -> Result<()> {
+    let (examples, examples_config) = examples_config(artifacts, scratch)?;
+    let many = deploy::write_many_text_kits(artifacts, scratch.dir(), MANY_MANIFESTS)?;
+    let many_config = deploy::write_config(
+        scratch.dir(),
+        "many.toml",
+        &many,
+        &scratch.path("cache-warm"),
+    )?;
+    let native = native_server(artifacts);
+
+    progress("start-up: cold cache");
+    let mut cold = Vec::with_capacity(plan.cold_starts);
+    for i in 0..plan.cold_starts {
+        let cache = scratch.path(&format!("cache-cold-{i}"));
+        let config =
+            deploy::write_config(scratch.dir(), &format!("cold-{i}.toml"), &examples, &cache)?;
+        cold.push(stdio::start_once(&stockade_serving(artifacts, &config), EXAMPLE_TOOLS).await?);
+    }
+    let cold = Samples::new(cold);
+
+    progress("start-up: warm cache");
+    let warm_command = stockade_serving(artifacts, &examples_config);
+    // Fills the shared cache; not timed.
+    stdio::start_once(&warm_command, EXAMPLE_TOOLS).await?;
+    let warm = stdio::startup(&warm_command, plan.warm_starts, EXAMPLE_TOOLS).await?;
+    let native_starts = stdio::startup(&native, plan.warm_starts, 1).await?;
+    progress(&format!("start-up: {MANY_MANIFESTS} manifests"));
+    let many_starts = stdio::startup(
+        &stockade_serving(artifacts, &many_config),
+        plan.many_starts,
+        MANY_MANIFESTS * TEXT_KIT_TOOLS,
+    )
+    .await?;
+    let native_for_many = stdio::startup(&native, plan.many_starts, 1).await?;
+    let native_for_cold = stdio::startup(&native, plan.cold_starts, 1).await?;
+
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "start-up with the three examples, cache warm, p50 {} < {}",
+            show_duration(warm.p50()),
+            show_duration(TARGET_WARM_START)
+        ),
+        met: warm.p50() < TARGET_WARM_START,
+    });
+    findings.rows.push(Row {
+        measure: format!(
+            "start-up to `initialize` response, 3 example tools, cache warm ({} starts)",
+            warm.len()
+        ),
+        stockade: Figure::Latency(warm),
+        baseline_name: "native rmcp server".into(),
+        baseline: Figure::Latency(native_starts),
+    });
+    findings.rows.push(Row {
+        measure: format!(
+            "start-up, 3 example tools, cache cold: compiles ({} starts)",
+            cold.len()
+        ),
+        stockade: Figure::Latency(cold),
+        baseline_name: "native rmcp server".into(),
+        baseline: Figure::Latency(native_for_cold),
+    });
+    findings.rows.push(Row {
+        measure: format!(
+            "start-up, {MANY_MANIFESTS} text-kit manifests ({} tools), cache warm ({} starts)",
+            MANY_MANIFESTS * TEXT_KIT_TOOLS,
+            many_starts.len()
+        ),
+        stockade: Figure::Latency(many_starts),
+        baseline_name: "native rmcp server".into(),
+        baseline: Figure::Latency(native_for_many),
+    });
+    Ok(())
+}
+
+/// (b) and (c): `tools/call` over stdio, one session per server.
+async fn measure_stdio(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    scratch: &Scratch,
+    findings: &mut Findings,
+) -> Result<()> {
+    let (_, examples_config) = examples_config(artifacts, scratch)?;
+    progress("stdio: sequential calls");
+    let (stockade, _) = Session::start(&stockade_serving(artifacts, &examples_config)).await?;
+    let (native, _) = Session::start(&native_server(artifacts)).await?;
+    let stockade_cpu = stockade.server_cpu()?;
+    let stockade_seq = stockade
+        .sequential("transform", plan.stdio_warmup, plan.stdio_calls)
+        .await?;
+    let stockade_cpu = (stockade.server_cpu()? - stockade_cpu) / call_count(plan)?;
+    let native_cpu = native.server_cpu()?;
+    let native_seq = native
+        .sequential("transform", plan.stdio_warmup, plan.stdio_calls)
+        .await?;
+    let native_cpu = (native.server_cpu()? - native_cpu) / call_count(plan)?;
+    progress(&format!("stdio: {IN_FLIGHT} calls in flight"));
+    let stockade_rate = stockade
+        .concurrent("transform", IN_FLIGHT, plan.concurrent_calls)
+        .await?;
+    let native_rate = native
+        .concurrent("transform", IN_FLIGHT, plan.concurrent_calls)
+        .await?;
+    stockade.close().await?;
+    native.close().await?;
+
+    let ratio = stockade_seq.p50().as_secs_f64() / native_seq.p50().as_secs_f64();
+    findings.verdicts.push(Verdict {
+        what: format!("stdio `tools/call` p50 {ratio:.2}x native <= {TARGET_STDIO_RATIO}x"),
+        met: ratio <= TARGET_STDIO_RATIO,
+    });
+    findings.rows.push(Row {
+        measure: format!(
+            "stdio `tools/call`, sequential ({} calls)",
+            stockade_seq.len()
+        ),
+        stockade: Figure::Latency(stockade_seq),
+        baseline_name: "native rmcp server".into(),
+        baseline: Figure::Latency(native_seq),
+    });
+    findings.rows.push(Row {
+        measure: "server CPU time per sequential `tools/call` (all threads)".into(),
+        stockade: Figure::Latency(Samples::new(vec![stockade_cpu])),
+        baseline_name: "native rmcp server".into(),
+        baseline: Figure::Latency(Samples::new(vec![native_cpu])),
+    });
+    findings.rows.push(Row {
+        measure: format!("stdio `tools/call`/s, {IN_FLIGHT} in flight on one session"),
+        stockade: Figure::Rate(stockade_rate),
+        baseline_name: "native rmcp server".into(),
+        baseline: Figure::Rate(native_rate),
+    });
+    Ok(())
+}
+
+/// Calls one sequential measurement makes, warm-up included, as a divisor.
+fn call_count(plan: &Plan) -> Result<u32> {
+    Ok(u32::try_from(plan.stdio_warmup + plan.stdio_calls)?)
+}
+
+fn progress(step: &str) {
+    eprintln!("bench: {step}");
+}
+
+/// The CPU's marketing name, for the report header.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
+}

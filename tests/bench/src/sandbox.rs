@@ -1,0 +1,162 @@
+//! The sandbox alone, in this process: one `transform` call through
+//! `stockade-host-api` (fresh store and instance, limits, drop) against the
+//! same function compiled natively.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use stockade_host_api::{
+    CallLimits, CallerIdentity, ContentItem, EgressPolicy, LoadedComponent, Sandbox,
+    SandboxSettings, ToolGrant,
+};
+use text_kit::Operation;
+
+use crate::stats::Samples;
+
+/// The text every measured call transforms, and what `upper` makes of it.
+const INPUT: &str = "Hello, Stockade bench";
+const EXPECTED: &str = "HELLO, STOCKADE BENCH";
+
+/// A sandbox with text-kit loaded under the demo's limits.
+pub struct SandboxBench {
+    sandbox: Sandbox,
+    component: LoadedComponent,
+    grant: ToolGrant,
+    caller: CallerIdentity,
+    arguments: String,
+}
+
+impl SandboxBench {
+    /// Builds a sandbox whose compiled-component cache is `cache_dir` and
+    /// loads the component at `wasm`.
+    pub fn new(cache_dir: &Path, wasm: &Path, digest: &str) -> Result<Self> {
+        let settings = SandboxSettings {
+            cache_dir: Some(cache_dir.to_owned()),
+            max_concurrent_calls: 32,
+            ..SandboxSettings::default()
+        };
+        let sandbox = Sandbox::new(&settings).context("starting the sandbox")?;
+        let component = sandbox
+            .load(wasm, Some(digest))
+            .context("loading text-kit")?;
+        let grant = ToolGrant {
+            label: "text-kit".into(),
+            limits: CallLimits {
+                fuel: 200_000_000,
+                memory_bytes: 32 << 20,
+                timeout: Duration::from_secs(2),
+                ..CallLimits::default()
+            },
+            fs: Vec::new(),
+            egress: Arc::new(EgressPolicy::default()),
+            secrets: None,
+        };
+        let arguments = serde_json::json!({ "text": INPUT, "op": "upper" }).to_string();
+        Ok(Self {
+            sandbox,
+            component,
+            grant,
+            caller: CallerIdentity {
+                client: "bench".into(),
+                ..CallerIdentity::default()
+            },
+            arguments,
+        })
+    }
+
+    /// One call: instantiate, run `transform`, drop the store; the result
+    /// is checked so a broken call cannot pass for a fast one.
+    async fn call(&self) -> Result<()> {
+        let report = self
+            .sandbox
+            .call(
+                &self.component,
+                &self.grant,
+                &self.caller,
+                "transform",
+                &self.arguments,
+            )
+            .await;
+        let output = report
+            .result
+            .map_err(|err| anyhow::anyhow!("sandbox call failed: {err}"))?;
+        match output.content.as_slice() {
+            [ContentItem::Text(text)] if text == EXPECTED => Ok(()),
+            other => bail!("unexpected sandbox output: {other:?}"),
+        }
+    }
+
+    /// Times `calls` sequential calls after `warmup` untimed ones.
+    pub async fn latency(&self, warmup: usize, calls: usize) -> Result<Samples> {
+        for _ in 0..warmup {
+            self.call().await?;
+        }
+        let mut timings = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let started = Instant::now();
+            self.call().await?;
+            timings.push(started.elapsed());
+        }
+        Ok(Samples::new(timings))
+    }
+
+    /// Calls per second with `tasks` tokio tasks each making
+    /// `calls_per_task` calls back to back.
+    pub async fn throughput(self: &Arc<Self>, tasks: usize, calls_per_task: usize) -> Result<f64> {
+        let started = Instant::now();
+        let mut running = Vec::with_capacity(tasks);
+        for _ in 0..tasks {
+            let bench = Arc::clone(self);
+            running.push(tokio::spawn(async move {
+                for _ in 0..calls_per_task {
+                    bench.call().await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for task in running {
+            task.await??;
+        }
+        Ok((tasks * calls_per_task) as f64 / started.elapsed().as_secs_f64())
+    }
+}
+
+/// One native call of the same function on the same input.
+fn native_call() {
+    let out = text_kit::transform(black_box(INPUT), black_box(Operation::Upper));
+    assert_eq!(out, EXPECTED);
+    black_box(out);
+}
+
+/// Times `calls` native calls after `warmup` untimed ones.
+pub fn native_latency(warmup: usize, calls: usize) -> Samples {
+    for _ in 0..warmup {
+        native_call();
+    }
+    let mut timings = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        native_call();
+        timings.push(started.elapsed());
+    }
+    Samples::new(timings)
+}
+
+/// Native calls per second with `threads` threads each making
+/// `calls_per_thread` calls.
+pub fn native_throughput(threads: usize, calls_per_thread: usize) -> f64 {
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for _ in 0..calls_per_thread {
+                    native_call();
+                }
+            });
+        }
+    });
+    (threads * calls_per_thread) as f64 / started.elapsed().as_secs_f64()
+}

@@ -1,0 +1,191 @@
+//! End to end over stdio: an rmcp client spawns a server, completes the
+//! legacy `initialize` handshake and sends `tools/call` requests. The same
+//! client drives Stockade and the native server.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{Peer, RunningService};
+use rmcp::{RoleClient, ServiceExt};
+use tokio::process::{Child, Command};
+
+use crate::stats::Samples;
+
+/// How long a server may take to exit once its stdin is closed.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// How to start one MCP stdio server.
+#[derive(Clone)]
+pub struct ServerCommand {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl ServerCommand {
+    fn spawn(&self) -> Result<Child> {
+        Command::new(&self.program)
+            .args(&self.args)
+            .env("STOCKADE_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.program.display()))
+    }
+}
+
+/// A connected client and the server process behind it.
+pub struct Session {
+    client: RunningService<RoleClient, ()>,
+    child: Child,
+}
+
+impl Session {
+    /// Spawns the server and completes the handshake; returns the session
+    /// and the time from spawn to the `initialize` response.
+    pub async fn start(command: &ServerCommand) -> Result<(Self, Duration)> {
+        let started = Instant::now();
+        let mut child = command.spawn()?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let stdin = child.stdin.take().context("no stdin pipe")?;
+        let client = ()
+            .serve((stdout, stdin))
+            .await
+            .with_context(|| format!("MCP handshake with {} failed", command.program.display()))?;
+        let ready = started.elapsed();
+        Ok((Self { client, child }, ready))
+    }
+
+    /// Closes the client's side and waits for the server to exit, so the
+    /// next measurement does not share the CPU with a dying process.
+    pub async fn close(mut self) -> Result<()> {
+        self.client.cancel().await?;
+        if tokio::time::timeout(EXIT_GRACE, self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.kill().await?;
+            bail!("the server did not exit within {EXIT_GRACE:?} of its stdin closing");
+        }
+        Ok(())
+    }
+
+    /// CPU time the server process has used so far, all its live threads
+    /// together (from the scheduler's per-thread accounting).
+    pub fn server_cpu(&self) -> Result<Duration> {
+        let pid = self.child.id().context("the server has exited")?;
+        let mut total = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+            let on_cpu: u64 = stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse().ok())
+                .context("unreadable schedstat")?;
+            total += on_cpu;
+        }
+        Ok(Duration::from_nanos(total))
+    }
+
+    /// Number of tools the server lists.
+    pub async fn tool_count(&self) -> Result<usize> {
+        Ok(self.client.list_all_tools().await?.len())
+    }
+
+    /// Times `calls` sequential calls of `tool` after `warmup` untimed ones.
+    pub async fn sequential(&self, tool: &str, warmup: usize, calls: usize) -> Result<Samples> {
+        let peer = self.client.peer();
+        for _ in 0..warmup {
+            call_transform(peer, tool).await?;
+        }
+        let mut timings = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let started = Instant::now();
+            call_transform(peer, tool).await?;
+            timings.push(started.elapsed());
+        }
+        Ok(Samples::new(timings))
+    }
+
+    /// Calls per second with `in_flight` requests outstanding at all times
+    /// on this one session, until `total` calls have completed.
+    pub async fn concurrent(&self, tool: &str, in_flight: usize, total: usize) -> Result<f64> {
+        let remaining = Arc::new(AtomicUsize::new(total));
+        let started = Instant::now();
+        let mut workers = Vec::with_capacity(in_flight);
+        for _ in 0..in_flight {
+            let peer = self.client.peer().clone();
+            let remaining = Arc::clone(&remaining);
+            let tool = tool.to_owned();
+            workers.push(tokio::spawn(async move {
+                while remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    call_transform(&peer, &tool).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for worker in workers {
+            worker.await??;
+        }
+        Ok(total as f64 / started.elapsed().as_secs_f64())
+    }
+}
+
+/// One `transform` call whose answer is checked.
+async fn call_transform(peer: &Peer<RoleClient>, tool: &str) -> Result<()> {
+    let arguments = serde_json::json!({ "text": "Hello, Stockade bench", "op": "upper" });
+    let serde_json::Value::Object(arguments) = arguments else {
+        unreachable!("a JSON object literal");
+    };
+    let result = peer
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
+        .await?;
+    let text = result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.as_str());
+    if result.is_error == Some(true) || text != Some("HELLO, STOCKADE BENCH") {
+        bail!("unexpected answer to {tool}: {text:?}");
+    }
+    Ok(())
+}
+
+/// Times spawn-to-`initialize`-response over `runs` fresh processes,
+/// checking each lists `expected_tools` tools.
+pub async fn startup(
+    command: &ServerCommand,
+    runs: usize,
+    expected_tools: usize,
+) -> Result<Samples> {
+    let mut timings = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        timings.push(start_once(command, expected_tools).await?);
+    }
+    Ok(Samples::new(timings))
+}
+
+/// One start: spawn-to-`initialize`-response time of a fresh process.
+pub async fn start_once(command: &ServerCommand, expected_tools: usize) -> Result<Duration> {
+    let (session, ready) = Session::start(command).await?;
+    let listed = session.tool_count().await?;
+    session.close().await?;
+    if listed != expected_tools {
+        bail!(
+            "{} listed {listed} tools, expected {expected_tools}",
+            command.program.display()
+        );
+    }
+    Ok(ready)
+}

@@ -1,0 +1,374 @@
+"""Secrets: read from a real OpenBao at run time, injected by the host into
+requests for their bound destination only, and never seen by the tool or the
+client, whatever the tool tries."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import threading
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from conftest import Deployment, text_of
+from openbao import OpenBao, Proxy
+
+pytestmark = pytest.mark.anyio
+
+TOKEN_V1 = "tok-" + "A1b2C3d4E5f6G7h8I9j0"
+TOKEN_V2 = "tok-" + "Z9y8X7w6V5u4T3s2R1q0"
+
+
+@pytest.fixture(scope="module")
+def openbao(tmp_path_factory):
+    bao = OpenBao(tmp_path_factory.mktemp("openbao"))
+    bao.put("tools/api", token=TOKEN_V1)
+    bao.put("private/ops", token="tok-never-readable-by-stockade")
+    yield bao
+    bao.stop()
+
+
+class Upstream:
+    """A local HTTP API that requires the bearer token, records what it
+    receives, and can echo request headers back (hostile upstream)."""
+
+    def __init__(self):
+        self.expected = TOKEN_V1
+        self.seen: list[dict] = []
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def record(self, body=b""):
+                url = urlparse(self.path)
+                entry = {
+                    "path": url.path,
+                    "query": parse_qs(url.query),
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body.decode(errors="replace"),
+                }
+                upstream.seen.append(entry)
+                return entry
+
+            def do_GET(self):
+                entry = self.record()
+                if entry["path"] == "/api/data":
+                    if entry["headers"].get("authorization") == f"Bearer {upstream.expected}":
+                        self.reply(200, b'{"rows": [1, 2, 3]}', {"Content-Type": "application/json"})
+                    else:
+                        self.reply(401, b"missing or wrong token")
+                elif entry["path"] == "/echo":
+                    auth = entry["headers"].get("authorization", "")
+                    body = json.dumps(
+                        {
+                            "headers": entry["headers"],
+                            "query": entry["query"],
+                            "b64": base64.b64encode(auth.encode()).decode(),
+                            "hex": auth.encode().hex(),
+                        }
+                    ).encode()
+                    self.reply(200, body, {"X-Echo-Authorization": auth})
+                else:
+                    self.reply(200, b"ok")
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.record(self.rfile.read(length))
+                self.reply(200, b"ok")
+
+            def reply(self, status, body, headers=None):
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def bound():
+    up = Upstream()
+    yield up
+    up.stop()
+
+
+@pytest.fixture
+def other():
+    up = Upstream()
+    yield up
+    up.stop()
+
+
+def deploy(deployment: Deployment, vault_url: str, bao: OpenBao, bound: Upstream, other: Upstream, *,
+           component="fetch", reference="secret/data/tools/api#token", cache_ttl="1s"):
+    egress = {
+        "allow": [
+            {"url": bound.url, "private": True},
+            {"url": other.url, "private": True},
+        ]
+    }
+    deployment.add_tool(
+        "api",
+        component,
+        egress=egress,
+        **{
+            "secrets.api_token": {
+                "vault": reference,
+                "destinations": [bound.url],
+                "header": "Authorization",
+                "format": "Bearer {}",
+            }
+        },
+    )
+    deployment.add_tool("text-kit", "text_kit")
+    deployment.vault = {
+        "address": vault_url,
+        "auth": "approle",
+        "role_id_file": str(bao.role_id_file),
+        "secret_id_file": str(bao.secret_id_file),
+        "cache_ttl": cache_ttl,
+        "timeout": "2s",
+    }
+
+
+def no_secret_in(*texts: str):
+    for text in texts:
+        for token in (TOKEN_V1, TOKEN_V2):
+            assert token not in text
+            assert base64.b64encode(token.encode()).decode() not in text
+            assert token.encode().hex() not in text
+
+
+async def test_injects_the_token_for_the_bound_host_only(deployment, openbao, bound, other):
+    deploy(deployment, openbao.url, openbao, bound, other)
+    async with deployment.client() as client:
+        data = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+        elsewhere = await client.call_tool("fetch", {"url": f"{other.url}/api/data"})
+    assert not data.is_error, text_of(data)
+    assert json.loads(text_of(data)) == {"rows": [1, 2, 3]}
+    assert bound.seen[-1]["headers"]["authorization"] == f"Bearer {TOKEN_V1}"
+    # The other allowlisted host never receives the credential.
+    assert elsewhere.is_error
+    assert all("authorization" not in s["headers"] for s in other.seen)
+    no_secret_in(text_of(data), text_of(elsewhere))
+
+
+async def test_an_echoing_upstream_cannot_hand_the_token_back(deployment, openbao, bound, other):
+    deploy(deployment, openbao.url, openbao, bound, other, component="hostile_secret_thief")
+    async with deployment.client() as client:
+        echoed = await client.call_tool("echo", {"url": f"{bound.url}/echo"})
+    assert bound.seen[-1]["headers"]["authorization"] == f"Bearer {TOKEN_V1}"
+    assert "[redacted]" in text_of(echoed)
+    no_secret_in(text_of(echoed))
+
+
+async def test_placeholders_are_substituted_only_in_headers_for_the_bound_host(deployment, openbao, bound, other):
+    deploy(deployment, openbao.url, openbao, bound, other, component="hostile_secret_thief")
+    async with deployment.client() as client:
+        to_other = await client.call_tool("placeholder_header", {"url": f"{other.url}/x", "secret": "api_token"})
+        in_url = await client.call_tool("placeholder_url", {"url": f"{bound.url}/x", "secret": "api_token"})
+        in_body = await client.call_tool("placeholder_body", {"url": f"{bound.url}/x", "secret": "api_token"})
+        to_bound = await client.call_tool("placeholder_header", {"url": f"{bound.url}/x", "secret": "api_token"})
+    assert to_other.is_error and "not bound" in text_of(to_other)
+    assert other.seen == []
+    assert in_url.is_error and "only substituted in header values" in text_of(in_url)
+    # A placeholder in a body is never substituted: the literal text goes out.
+    posted = [s for s in bound.seen if s["body"]]
+    assert posted and posted[-1]["body"] == "token={{secret:api_token}}"
+    # In a header, for the bound host, the host fills it in.
+    assert not to_bound.is_error
+    assert bound.seen[-1]["headers"]["x-stolen"] == f"Bearer {TOKEN_V1}"
+    no_secret_in(text_of(to_other), text_of(in_url), text_of(in_body), text_of(to_bound))
+
+
+async def test_the_tool_finds_nothing_in_its_environment_or_files(deployment, openbao, bound, other):
+    deploy(deployment, openbao.url, openbao, bound, other, component="hostile_secret_thief")
+    async with deployment.client() as client:
+        warm = await client.call_tool("echo", {"url": f"{bound.url}/api/data"})
+        found = await client.call_tool("search_ambient", {})
+    assert not warm.is_error
+    no_secret_in(text_of(found))
+    assert openbao.root not in text_of(found)
+    assert openbao.secret_id_file.read_text() not in text_of(found)
+
+
+async def test_rotation_takes_effect_without_a_restart(deployment, openbao, bound, other):
+    deploy(deployment, openbao.url, openbao, bound, other)
+    try:
+        async with deployment.client() as client:
+            first = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+            openbao.put("tools/api", token=TOKEN_V2)
+            bound.expected = TOKEN_V2
+            time.sleep(1.5)  # the configured cache_ttl is 1s
+            second = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+    finally:
+        openbao.put("tools/api", token=TOKEN_V1)
+    assert not first.is_error and not second.is_error, text_of(second)
+    assert bound.seen[0]["headers"]["authorization"] == f"Bearer {TOKEN_V1}"
+    assert bound.seen[-1]["headers"]["authorization"] == f"Bearer {TOKEN_V2}"
+    no_secret_in(text_of(first), text_of(second))
+
+
+async def test_starts_while_vault_is_down_fails_closed_and_recovers(deployment, openbao, bound, other):
+    proxy = Proxy(openbao.port)
+    proxy.stop()
+    deploy(deployment, proxy.url, openbao, bound, other)
+    try:
+        async with deployment.client() as client:
+            down = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+            unaffected = await client.call_tool("transform", {"text": "fine", "op": "upper"})
+            proxy.start()
+            back = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+            proxy.stop()
+            time.sleep(1.5)
+            down_again = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+    finally:
+        proxy.stop()
+    assert down.is_error
+    assert "secret `api_token` is unavailable: the secret store is unreachable" in text_of(down)
+    assert "secret/" not in text_of(down) and "127.0.0.1" not in text_of(down).split("unavailable")[1]
+    assert text_of(unaffected) == "FINE"
+    assert not back.is_error, text_of(back)
+    assert down_again.is_error and "unreachable" in text_of(down_again)
+    # Nothing reached the upstream while the secret was unavailable.
+    assert len([s for s in bound.seen if s["path"] == "/api/data"]) == 1
+
+
+async def test_missing_and_denied_secrets_fail_closed(deployment, openbao, bound, other, tmp_path):
+    deploy(deployment, openbao.url, openbao, bound, other, reference="secret/data/tools/api#nope")
+    async with deployment.client() as client:
+        missing = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+    other_deployment = Deployment(tmp_path / "denied")
+    other_deployment.dir.mkdir()
+    deploy(other_deployment, openbao.url, openbao, bound, other, reference="secret/data/private/ops#token")
+    async with other_deployment.client() as client:
+        denied = await client.call_tool("fetch", {"url": f"{bound.url}/api/data"})
+        after = await client.call_tool("transform", {"text": "ok", "op": "upper"})
+    assert missing.is_error and "not found in the secret store" in text_of(missing)
+    assert denied.is_error and "permission denied by the secret store" in text_of(denied)
+    assert "private/ops" not in text_of(denied)
+    assert text_of(after) == "OK"
+    assert bound.seen == []
+
+
+def test_the_token_never_reaches_the_log(deployment, openbao, bound, other):
+    import subprocess
+
+    from conftest import BINARY
+
+    deploy(deployment, openbao.url, openbao, bound, other, component="hostile_secret_thief")
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+    calls = [
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"url": f"{bound.url}/echo"}}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "placeholder_header", "arguments": {"url": f"{bound.url}/echo", "secret": "api_token"}}},
+    ]
+    lines = [json.dumps(init), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})]
+    lines += [json.dumps(c) for c in calls]
+    proc = subprocess.run(
+        [str(BINARY), "serve", "--config", str(deployment.write())],
+        input="".join(l + "\n" for l in lines),
+        capture_output=True, text=True, timeout=60,
+        env={"STOCKADE_LOG": "trace"},
+    )
+    assert '"id":3' in proc.stdout.replace(" ", "")
+    # The calls run concurrently: look for the placeholder request in any order.
+    stolen = [s["headers"].get("x-stolen") for s in bound.seen]
+    assert f"Bearer {TOKEN_V1}" in stolen
+    no_secret_in(proc.stdout, proc.stderr)
+
+
+def test_a_literal_credential_in_a_manifest_is_refused_naming_the_key(deployment, bound, other):
+    deployment.add_tool(
+        "api",
+        "fetch",
+        egress={"allow": [{"url": bound.url, "private": True}]},
+        **{"secrets.api_token": {"vault": "secret/data/tools/api#token", "destinations": [bound.url],
+                                 "header": "Authorization", "token": "hvs.CAESIJ3x9sQ2rT7yZk1mN0pLw"}},
+    )
+    result = deployment.check()
+    assert result.returncode != 0
+    assert "secrets.api_token.token" in result.stdout
+    assert "literal credential" in result.stdout
+    assert "hvs.CAESIJ3x9sQ2rT7yZk1mN0pLw" not in result.stdout
+
+
+def test_secrets_without_a_store_refuse_that_tool_only(deployment, bound, other):
+    deployment.add_tool(
+        "api",
+        "fetch",
+        egress={"allow": [{"url": bound.url, "private": True}]},
+        **{"secrets.api_token": {"vault": "secret/data/tools/api#token", "destinations": [bound.url],
+                                 "header": "Authorization", "format": "Bearer {}"}},
+    )
+    deployment.add_tool("text-kit", "text_kit")
+    result = deployment.check()
+    assert result.returncode != 0
+    assert "no secret store is configured" in result.stdout
+    assert "transform" in result.stdout
+
+
+def test_a_destination_not_on_the_allowlist_is_refused(deployment, bound, other):
+    deployment.add_tool(
+        "api",
+        "fetch",
+        egress={"allow": [{"url": bound.url, "private": True}]},
+        **{"secrets.api_token": {"vault": "secret/data/tools/api#token", "destinations": [other.url],
+                                 "header": "Authorization"}},
+    )
+    result = deployment.check()
+    assert result.returncode != 0
+    assert "secrets.api_token.destinations[0]" in result.stdout
+
+
+def test_a_short_lived_token_is_renewed_before_it_expires(deployment, openbao, bound, other, tmp_path):
+    import subprocess
+
+    from conftest import BINARY
+
+    openbao.bao("write", "auth/approle/role/shortlived", "token_policies=stockade-tools",
+                "token_ttl=3s", "token_max_ttl=1h")
+    role_id = tmp_path / "short-role-id"
+    secret_id = tmp_path / "short-secret-id"
+    role_id.write_text(openbao.bao("read", "-field=role_id", "auth/approle/role/shortlived/role-id"))
+    secret_id.write_text(openbao.bao("write", "-f", "-field=secret_id", "auth/approle/role/shortlived/secret-id"))
+    deploy(deployment, openbao.url, openbao, bound, other)
+    deployment.vault["role_id_file"] = str(role_id)
+    deployment.vault["secret_id_file"] = str(secret_id)
+    proc = subprocess.Popen(
+        [str(BINARY), "serve", "--config", str(deployment.write())],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"STOCKADE_LOG": "info,stockade::secrets=debug"},
+    )
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+    proc.stdin.write(json.dumps(init) + "\n" + json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+    proc.stdin.flush()
+    replies = [json.loads(proc.stdout.readline())]
+    for i in range(1, 5):
+        call = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                "params": {"name": "fetch", "arguments": {"url": f"{bound.url}/api/data"}}}
+        proc.stdin.write(json.dumps(call) + "\n")
+        proc.stdin.flush()
+        replies.append(json.loads(proc.stdout.readline()))
+        time.sleep(1.6)  # four calls span more than two 3-second token lifetimes
+    proc.stdin.close()
+    stderr = proc.stderr.read()
+    proc.wait(timeout=30)
+    results = [r["result"] for r in replies[1:]]
+    assert all(not r.get("isError") for r in results), results
+    assert "vault token renewed" in stderr, stderr
+    no_secret_in(stderr)
