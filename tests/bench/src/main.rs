@@ -2,7 +2,8 @@
 //! native baselines measured in the same run.
 //!
 //! Run with `cargo xtask bench` (builds everything first), or
-//! `cargo xtask bench -- --quick` for a shorter, noisier run.
+//! `cargo xtask bench --quick` for a shorter, noisier run; `--only sandbox`
+//! (or `startup`, `stdio`) runs one section.
 
 mod deploy;
 mod sandbox;
@@ -10,6 +11,7 @@ mod stats;
 mod stdio;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,10 @@ const TARGET_SANDBOX_OVERHEAD: Duration = Duration::from_micros(50);
 const TARGET_STDIO_RATIO: f64 = 1.5;
 const TARGET_WARM_START: Duration = Duration::from_millis(100);
 
+/// The text every measured call transforms, and what `upper` makes of it.
+const TRANSFORM_INPUT: &str = "Hello, Stockade bench";
+const TRANSFORM_OUTPUT: &str = "HELLO, STOCKADE BENCH";
+
 /// Requests kept outstanding in the concurrent stdio measurement.
 const IN_FLIGHT: usize = 8;
 /// Manifests in the many-tools start-up measurement.
@@ -38,6 +44,7 @@ const EXAMPLE_TOOLS: usize = TEXT_KIT_TOOLS + 4 + 1;
 struct Plan {
     sandbox_warmup: usize,
     sandbox_calls: usize,
+    cold_cache_calls: usize,
     native_calls: usize,
     sandbox_calls_per_task: usize,
     native_calls_per_thread: usize,
@@ -45,7 +52,6 @@ struct Plan {
     stdio_calls: usize,
     concurrent_calls: usize,
     warm_starts: usize,
-    many_starts: usize,
     cold_starts: usize,
 }
 
@@ -54,6 +60,7 @@ impl Plan {
         Self {
             sandbox_warmup: 1_000,
             sandbox_calls: 10_000,
+            cold_cache_calls: 1_000,
             native_calls: 100_000,
             sandbox_calls_per_task: 5_000,
             native_calls_per_thread: 1_000_000,
@@ -61,7 +68,6 @@ impl Plan {
             stdio_calls: 2_000,
             concurrent_calls: 4_000,
             warm_starts: 20,
-            many_starts: 10,
             cold_starts: 3,
         }
     }
@@ -70,6 +76,7 @@ impl Plan {
         Self {
             sandbox_warmup: 100,
             sandbox_calls: 1_000,
+            cold_cache_calls: 200,
             native_calls: 10_000,
             sandbox_calls_per_task: 500,
             native_calls_per_thread: 100_000,
@@ -77,7 +84,6 @@ impl Plan {
             stdio_calls: 300,
             concurrent_calls: 600,
             warm_starts: 5,
-            many_starts: 3,
             cold_starts: 1,
         }
     }
@@ -117,7 +123,17 @@ struct Findings {
     verdicts: Vec<Verdict>,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match parse_and_run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("stockade-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_and_run() -> Result<()> {
     let mut quick = false;
     let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -209,9 +225,9 @@ async fn measure_sandbox(
         &digest,
     )?);
     let sandbox_latency = bench
-        .latency(plan.sandbox_warmup, plan.sandbox_calls)
+        .latency(plan.sandbox_warmup, plan.sandbox_calls, false)
         .await?;
-    let native_latency = sandbox::native_latency(plan.native_calls / 10, plan.native_calls);
+    let native_latency = sandbox::native_latency(plan.native_calls / 10, plan.native_calls, false);
     let overhead = sandbox_latency.p50().saturating_sub(native_latency.p50());
     findings.verdicts.push(Verdict {
         what: format!(
@@ -231,12 +247,25 @@ async fn measure_sandbox(
         baseline: Figure::Latency(native_latency),
     });
 
+    progress("sandbox: sequential calls, caches cold");
+    let cold = bench.latency(0, plan.cold_cache_calls, true).await?;
+    let native_cold = sandbox::native_latency(plan.native_calls / 10, plan.cold_cache_calls, true);
+    findings.rows.push(Row {
+        measure: format!(
+            "sandbox call, CPU caches cold: 16 MiB swept before each ({} calls)",
+            cold.len()
+        ),
+        stockade: Figure::Latency(cold),
+        baseline_name: "`text_kit::transform` natively, caches cold".into(),
+        baseline: Figure::Latency(native_cold),
+    });
+
     for tasks in [1, 2] {
         progress(&format!("sandbox: throughput with {tasks} task(s)"));
         let rate = bench.throughput(tasks, plan.sandbox_calls_per_task).await?;
         let native = sandbox::native_throughput(tasks, plan.native_calls_per_thread);
         findings.rows.push(Row {
-            measure: format!("sandbox calls/s, {tasks} concurrent task(s)"),
+            measure: format!("sandbox calls/s, {tasks} tokio task(s) calling at once"),
             stockade: Figure::Rate(rate),
             baseline_name: format!("native, {tasks} thread(s)"),
             baseline: Figure::Rate(native),
@@ -304,19 +333,24 @@ async fn measure_startup(
 
     progress("start-up: warm cache");
     let warm_command = stockade_serving(artifacts, &examples_config);
+    let many_command = stockade_serving(artifacts, &many_config);
     // Fills the shared cache; not timed.
     stdio::start_once(&warm_command, EXAMPLE_TOOLS).await?;
-    let warm = stdio::startup(&warm_command, plan.warm_starts, EXAMPLE_TOOLS).await?;
-    let native_starts = stdio::startup(&native, plan.warm_starts, 1).await?;
-    progress(&format!("start-up: {MANY_MANIFESTS} manifests"));
-    let many_starts = stdio::startup(
-        &stockade_serving(artifacts, &many_config),
-        plan.many_starts,
-        MANY_MANIFESTS * TEXT_KIT_TOOLS,
+    let mut starts = stdio::startup(
+        &[
+            (&warm_command, EXAMPLE_TOOLS),
+            (&many_command, MANY_MANIFESTS * TEXT_KIT_TOOLS),
+            (&native, 1),
+        ],
+        plan.warm_starts,
     )
-    .await?;
-    let native_for_many = stdio::startup(&native, plan.many_starts, 1).await?;
-    let native_for_cold = stdio::startup(&native, plan.cold_starts, 1).await?;
+    .await?
+    .into_iter();
+    let (Some(warm), Some(many_starts), Some(native_starts)) =
+        (starts.next(), starts.next(), starts.next())
+    else {
+        bail!("one series of start-ups per server");
+    };
 
     findings.verdicts.push(Verdict {
         what: format!(
@@ -333,7 +367,7 @@ async fn measure_startup(
         ),
         stockade: Figure::Latency(warm),
         baseline_name: "native rmcp server".into(),
-        baseline: Figure::Latency(native_starts),
+        baseline: Figure::Latency(native_starts.clone()),
     });
     findings.rows.push(Row {
         measure: format!(
@@ -342,7 +376,7 @@ async fn measure_startup(
         ),
         stockade: Figure::Latency(cold),
         baseline_name: "native rmcp server".into(),
-        baseline: Figure::Latency(native_for_cold),
+        baseline: Figure::Latency(native_starts.clone()),
     });
     findings.rows.push(Row {
         measure: format!(
@@ -352,7 +386,7 @@ async fn measure_startup(
         ),
         stockade: Figure::Latency(many_starts),
         baseline_name: "native rmcp server".into(),
-        baseline: Figure::Latency(native_for_many),
+        baseline: Figure::Latency(native_starts),
     });
     Ok(())
 }
@@ -368,45 +402,40 @@ async fn measure_stdio(
     progress("stdio: sequential calls");
     let (stockade, _) = Session::start(&stockade_serving(artifacts, &examples_config)).await?;
     let (native, _) = Session::start(&native_server(artifacts)).await?;
-    let stockade_cpu = stockade.server_cpu()?;
-    let stockade_seq = stockade
-        .sequential("transform", plan.stdio_warmup, plan.stdio_calls)
-        .await?;
-    let stockade_cpu = (stockade.server_cpu()? - stockade_cpu) / call_count(plan)?;
-    let native_cpu = native.server_cpu()?;
-    let native_seq = native
-        .sequential("transform", plan.stdio_warmup, plan.stdio_calls)
-        .await?;
-    let native_cpu = (native.server_cpu()? - native_cpu) / call_count(plan)?;
+    let sessions = [&stockade, &native];
+    let mut sequential =
+        stdio::sequential(&sessions, "transform", plan.stdio_warmup, plan.stdio_calls)
+            .await?
+            .into_iter();
     progress(&format!("stdio: {IN_FLIGHT} calls in flight"));
-    let stockade_rate = stockade
-        .concurrent("transform", IN_FLIGHT, plan.concurrent_calls)
-        .await?;
-    let native_rate = native
-        .concurrent("transform", IN_FLIGHT, plan.concurrent_calls)
-        .await?;
+    let rates = stdio::concurrent(&sessions, "transform", IN_FLIGHT, plan.concurrent_calls).await?;
     stockade.close().await?;
     native.close().await?;
+    let (Some(stockade_seq), Some(native_seq), &[stockade_rate, native_rate]) =
+        (sequential.next(), sequential.next(), rates.as_slice())
+    else {
+        bail!("one series of calls per server");
+    };
 
-    let ratio = stockade_seq.p50().as_secs_f64() / native_seq.p50().as_secs_f64();
+    let ratio = stockade_seq.latency.p50().as_secs_f64() / native_seq.latency.p50().as_secs_f64();
     findings.verdicts.push(Verdict {
-        what: format!("stdio `tools/call` p50 {ratio:.2}x native <= {TARGET_STDIO_RATIO}x"),
+        what: format!("stdio `tools/call` p50 {ratio:.3}x native <= {TARGET_STDIO_RATIO}x"),
         met: ratio <= TARGET_STDIO_RATIO,
     });
     findings.rows.push(Row {
         measure: format!(
             "stdio `tools/call`, sequential ({} calls)",
-            stockade_seq.len()
+            stockade_seq.latency.len()
         ),
-        stockade: Figure::Latency(stockade_seq),
+        stockade: Figure::Latency(stockade_seq.latency),
         baseline_name: "native rmcp server".into(),
-        baseline: Figure::Latency(native_seq),
+        baseline: Figure::Latency(native_seq.latency),
     });
     findings.rows.push(Row {
-        measure: "server CPU time per sequential `tools/call` (all threads)".into(),
-        stockade: Figure::Latency(Samples::new(vec![stockade_cpu])),
+        measure: "server CPU time per sequential `tools/call`, all threads (mean)".into(),
+        stockade: Figure::Mean(stockade_seq.cpu_per_call),
         baseline_name: "native rmcp server".into(),
-        baseline: Figure::Latency(Samples::new(vec![native_cpu])),
+        baseline: Figure::Mean(native_seq.cpu_per_call),
     });
     findings.rows.push(Row {
         measure: format!("stdio `tools/call`/s, {IN_FLIGHT} in flight on one session"),
@@ -415,11 +444,6 @@ async fn measure_stdio(
         baseline: Figure::Rate(native_rate),
     });
     Ok(())
-}
-
-/// Calls one sequential measurement makes, warm-up included, as a divisor.
-fn call_count(plan: &Plan) -> Result<u32> {
-    Ok(u32::try_from(plan.stdio_warmup + plan.stdio_calls)?)
 }
 
 fn progress(step: &str) {

@@ -15,10 +15,7 @@ use stockade_host_api::{
 use text_kit::Operation;
 
 use crate::stats::Samples;
-
-/// The text every measured call transforms, and what `upper` makes of it.
-const INPUT: &str = "Hello, Stockade bench";
-const EXPECTED: &str = "HELLO, STOCKADE BENCH";
+use crate::{TRANSFORM_INPUT, TRANSFORM_OUTPUT};
 
 /// A sandbox with text-kit loaded under the demo's limits.
 pub struct SandboxBench {
@@ -54,7 +51,7 @@ impl SandboxBench {
             egress: Arc::new(EgressPolicy::default()),
             secrets: None,
         };
-        let arguments = serde_json::json!({ "text": INPUT, "op": "upper" }).to_string();
+        let arguments = serde_json::json!({ "text": TRANSFORM_INPUT, "op": "upper" }).to_string();
         Ok(Self {
             sandbox,
             component,
@@ -84,18 +81,24 @@ impl SandboxBench {
             .result
             .map_err(|err| anyhow::anyhow!("sandbox call failed: {err}"))?;
         match output.content.as_slice() {
-            [ContentItem::Text(text)] if text == EXPECTED => Ok(()),
+            [ContentItem::Text(text)] if text == TRANSFORM_OUTPUT => Ok(()),
             other => bail!("unexpected sandbox output: {other:?}"),
         }
     }
 
-    /// Times `calls` sequential calls after `warmup` untimed ones.
-    pub async fn latency(&self, warmup: usize, calls: usize) -> Result<Samples> {
+    /// Times `calls` sequential calls after `warmup` untimed ones. With
+    /// `cold_caches`, each call follows a sweep through a buffer larger than
+    /// the CPU caches, as a call in a server follows other work.
+    pub async fn latency(&self, warmup: usize, calls: usize, cold_caches: bool) -> Result<Samples> {
         for _ in 0..warmup {
             self.call().await?;
         }
+        let mut evictor = cold_caches.then(CacheEvictor::new);
         let mut timings = Vec::with_capacity(calls);
         for _ in 0..calls {
+            if let Some(evictor) = &mut evictor {
+                evictor.sweep();
+            }
             let started = Instant::now();
             self.call().await?;
             timings.push(started.elapsed());
@@ -124,20 +127,54 @@ impl SandboxBench {
     }
 }
 
+/// A buffer written from end to end to push everything else out of the
+/// CPU caches.
+struct CacheEvictor {
+    buffer: Vec<u8>,
+    round: u8,
+}
+
+impl CacheEvictor {
+    /// Larger than the last-level cache share of a small VM.
+    const BYTES: usize = 16 << 20;
+    /// One write per cache line is enough to evict it.
+    const LINE: usize = 64;
+
+    fn new() -> Self {
+        Self {
+            buffer: vec![0; Self::BYTES],
+            round: 0,
+        }
+    }
+
+    fn sweep(&mut self) {
+        self.round = self.round.wrapping_add(1);
+        for byte in self.buffer.iter_mut().step_by(Self::LINE) {
+            *byte = self.round;
+        }
+        black_box(&self.buffer);
+    }
+}
+
 /// One native call of the same function on the same input.
 fn native_call() {
-    let out = text_kit::transform(black_box(INPUT), black_box(Operation::Upper));
-    assert_eq!(out, EXPECTED);
+    let out = text_kit::transform(black_box(TRANSFORM_INPUT), black_box(Operation::Upper));
+    assert_eq!(out, TRANSFORM_OUTPUT);
     black_box(out);
 }
 
-/// Times `calls` native calls after `warmup` untimed ones.
-pub fn native_latency(warmup: usize, calls: usize) -> Samples {
+/// Times `calls` native calls after `warmup` untimed ones, caches cold
+/// before each call when `cold_caches` is set.
+pub fn native_latency(warmup: usize, calls: usize, cold_caches: bool) -> Samples {
     for _ in 0..warmup {
         native_call();
     }
+    let mut evictor = cold_caches.then(CacheEvictor::new);
     let mut timings = Vec::with_capacity(calls);
     for _ in 0..calls {
+        if let Some(evictor) = &mut evictor {
+            evictor.sweep();
+        }
         let started = Instant::now();
         native_call();
         timings.push(started.elapsed());

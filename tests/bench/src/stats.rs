@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 /// Timings of one measured operation, sorted once taken.
+#[derive(Clone)]
 pub struct Samples {
     sorted: Vec<Duration>,
 }
@@ -60,7 +61,7 @@ pub fn show_rate(per_second: f64) -> String {
     let digits = whole.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -72,6 +73,8 @@ pub fn show_rate(per_second: f64) -> String {
 pub enum Figure {
     /// p50 and p99 of a latency.
     Latency(Samples),
+    /// An average over many operations (no distribution).
+    Mean(Duration),
     /// Calls completed per second.
     Rate(f64),
 }
@@ -80,6 +83,7 @@ impl Figure {
     fn cells(&self) -> (String, String) {
         match self {
             Self::Latency(s) => (show_duration(s.p50()), show_duration(s.p99())),
+            Self::Mean(d) => (show_duration(*d), "–".into()),
             Self::Rate(r) => (show_rate(*r), "–".into()),
         }
     }
@@ -98,13 +102,15 @@ pub struct Row {
 }
 
 impl Row {
-    /// How much more Stockade costs: time over baseline time for latencies,
-    /// baseline rate over Stockade's rate for throughputs (above 1 = slower).
+    /// How much more Stockade costs: time over baseline time for latencies
+    /// (p50) and means, baseline rate over Stockade's rate for throughputs
+    /// (above 1 = Stockade costs more).
     pub fn ratio(&self) -> f64 {
         match (&self.stockade, &self.baseline) {
             (Figure::Latency(s), Figure::Latency(b)) => {
                 s.p50().as_secs_f64() / b.p50().as_secs_f64().max(1e-12)
             }
+            (Figure::Mean(s), Figure::Mean(b)) => s.as_secs_f64() / b.as_secs_f64().max(1e-12),
             (Figure::Rate(s), Figure::Rate(b)) => b / s.max(1e-12),
             _ => f64::NAN,
         }

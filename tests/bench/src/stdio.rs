@@ -15,12 +15,12 @@ use rmcp::{RoleClient, ServiceExt};
 use tokio::process::{Child, Command};
 
 use crate::stats::Samples;
+use crate::{TRANSFORM_INPUT, TRANSFORM_OUTPUT};
 
 /// How long a server may take to exit once its stdin is closed.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 
 /// How to start one MCP stdio server.
-#[derive(Clone)]
 pub struct ServerCommand {
     /// The program.
     pub program: PathBuf,
@@ -32,6 +32,7 @@ impl ServerCommand {
     fn spawn(&self) -> Result<Child> {
         Command::new(&self.program)
             .args(&self.args)
+            // Stockade's default: one audit line per call on stderr.
             .env("STOCKADE_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -80,7 +81,7 @@ impl Session {
 
     /// CPU time the server process has used so far, all its live threads
     /// together (from the scheduler's per-thread accounting).
-    pub fn server_cpu(&self) -> Result<Duration> {
+    fn server_cpu(&self) -> Result<Duration> {
         let pid = self.child.id().context("the server has exited")?;
         let mut total = 0u64;
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
@@ -100,24 +101,25 @@ impl Session {
         Ok(self.client.list_all_tools().await?.len())
     }
 
-    /// Times `calls` sequential calls of `tool` after `warmup` untimed ones.
-    pub async fn sequential(&self, tool: &str, warmup: usize, calls: usize) -> Result<Samples> {
+    /// Times `calls` sequential calls of `tool`, appending to `timings`.
+    async fn sequential(
+        &self,
+        tool: &str,
+        calls: usize,
+        timings: &mut Vec<Duration>,
+    ) -> Result<()> {
         let peer = self.client.peer();
-        for _ in 0..warmup {
-            call_transform(peer, tool).await?;
-        }
-        let mut timings = Vec::with_capacity(calls);
         for _ in 0..calls {
             let started = Instant::now();
             call_transform(peer, tool).await?;
             timings.push(started.elapsed());
         }
-        Ok(Samples::new(timings))
+        Ok(())
     }
 
-    /// Calls per second with `in_flight` requests outstanding at all times
-    /// on this one session, until `total` calls have completed.
-    pub async fn concurrent(&self, tool: &str, in_flight: usize, total: usize) -> Result<f64> {
+    /// Runs `total` calls with `in_flight` requests outstanding at all
+    /// times on this one session; returns the time taken.
+    async fn concurrent(&self, tool: &str, in_flight: usize, total: usize) -> Result<Duration> {
         let remaining = Arc::new(AtomicUsize::new(total));
         let started = Instant::now();
         let mut workers = Vec::with_capacity(in_flight);
@@ -138,13 +140,78 @@ impl Session {
         for worker in workers {
             worker.await??;
         }
-        Ok(total as f64 / started.elapsed().as_secs_f64())
+        Ok(started.elapsed())
     }
+}
+
+/// What sequential calls cost one server.
+pub struct Sequential {
+    /// Round-trip time of each call, as the client saw it.
+    pub latency: Samples,
+    /// Server CPU time per call, all its threads together.
+    pub cpu_per_call: Duration,
+}
+
+/// Rounds in which every session takes its turn, so that a change in the
+/// machine's background load falls on every server alike.
+const ROUNDS: usize = 10;
+
+/// Sequential `transform` calls on each session: `warmup` untimed calls
+/// each, then `calls` timed calls each, taken in alternating rounds.
+pub async fn sequential(
+    sessions: &[&Session],
+    tool: &str,
+    warmup: usize,
+    calls: usize,
+) -> Result<Vec<Sequential>> {
+    let mut timings = vec![Vec::with_capacity(calls); sessions.len()];
+    let mut cpu = vec![Duration::ZERO; sessions.len()];
+    for session in sessions {
+        session.sequential(tool, warmup, &mut Vec::new()).await?;
+    }
+    for round in 0..ROUNDS {
+        let share = calls / ROUNDS + usize::from(round < calls % ROUNDS);
+        for (i, session) in sessions.iter().enumerate() {
+            let before = session.server_cpu()?;
+            session.sequential(tool, share, &mut timings[i]).await?;
+            cpu[i] += session.server_cpu()? - before;
+        }
+    }
+    let calls = u32::try_from(calls)?;
+    Ok(timings
+        .into_iter()
+        .zip(cpu)
+        .map(|(t, cpu)| Sequential {
+            latency: Samples::new(t),
+            cpu_per_call: cpu / calls,
+        })
+        .collect())
+}
+
+/// Calls per second on each session with `in_flight` requests outstanding,
+/// `total` calls each, taken in alternating rounds.
+pub async fn concurrent(
+    sessions: &[&Session],
+    tool: &str,
+    in_flight: usize,
+    total: usize,
+) -> Result<Vec<f64>> {
+    let mut elapsed = vec![Duration::ZERO; sessions.len()];
+    for _ in 0..ROUNDS {
+        for (i, session) in sessions.iter().enumerate() {
+            elapsed[i] += session.concurrent(tool, in_flight, total / ROUNDS).await?;
+        }
+    }
+    let done = (total / ROUNDS * ROUNDS) as f64;
+    Ok(elapsed
+        .into_iter()
+        .map(|e| done / e.as_secs_f64())
+        .collect())
 }
 
 /// One `transform` call whose answer is checked.
 async fn call_transform(peer: &Peer<RoleClient>, tool: &str) -> Result<()> {
-    let arguments = serde_json::json!({ "text": "Hello, Stockade bench", "op": "upper" });
+    let arguments = serde_json::json!({ "text": TRANSFORM_INPUT, "op": "upper" });
     let serde_json::Value::Object(arguments) = arguments else {
         unreachable!("a JSON object literal");
     };
@@ -156,24 +223,22 @@ async fn call_transform(peer: &Peer<RoleClient>, tool: &str) -> Result<()> {
         .first()
         .and_then(|c| c.as_text())
         .map(|t| t.text.as_str());
-    if result.is_error == Some(true) || text != Some("HELLO, STOCKADE BENCH") {
+    if result.is_error == Some(true) || text != Some(TRANSFORM_OUTPUT) {
         bail!("unexpected answer to {tool}: {text:?}");
     }
     Ok(())
 }
 
-/// Times spawn-to-`initialize`-response over `runs` fresh processes,
-/// checking each lists `expected_tools` tools.
-pub async fn startup(
-    command: &ServerCommand,
-    runs: usize,
-    expected_tools: usize,
-) -> Result<Samples> {
-    let mut timings = Vec::with_capacity(runs);
+/// Spawn-to-`initialize`-response times over `runs` fresh processes of
+/// each server, started in turn; each must list the tools it is paired with.
+pub async fn startup(servers: &[(&ServerCommand, usize)], runs: usize) -> Result<Vec<Samples>> {
+    let mut timings = vec![Vec::with_capacity(runs); servers.len()];
     for _ in 0..runs {
-        timings.push(start_once(command, expected_tools).await?);
+        for (i, (command, expected_tools)) in servers.iter().enumerate() {
+            timings[i].push(start_once(command, *expected_tools).await?);
+        }
     }
-    Ok(Samples::new(timings))
+    Ok(timings.into_iter().map(Samples::new).collect())
 }
 
 /// One start: spawn-to-`initialize`-response time of a fresh process.
