@@ -141,7 +141,7 @@ def examples_deployment(tmp_path: Path) -> Deployment:
     d.add_tool(
         "files",
         "files",
-        fs={"/data": {"host": str(data), "mode": "ro"}, "/work": {"host": str(work), "mode": "rw"}},
+        fs={"/data": {"host": str(data), "mode": "ro"}, "/scratch": {"host": str(work), "mode": "rw"}},
     )
     d.add_tool("fetch", "fetch", egress={"allow": []})
     return d

@@ -1,7 +1,7 @@
 """Hostile filesystem corpus: every way out of a grant fails, caps hold.
 
 The `fs-attacks` tool (tools/hostile/fs-attacks) gets `/data` read-only and
-`/work` read-write. Each test plants what its attack needs in tmp_path,
+`/scratch` read-write. Each test plants what its attack needs in tmp_path,
 with a canary string in every file outside the grants, runs the attack,
 and checks that the canary never reaches the client, that each attempt
 failed with the expected error class, that the host files are untouched,
@@ -49,7 +49,7 @@ class Layout:
     def grants(self, **work_caps) -> dict:
         return {
             "/data": {"host": str(self.data), "mode": "ro"},
-            "/work": {"host": str(self.work), "mode": "rw", **work_caps},
+            "/scratch": {"host": str(self.work), "mode": "rw", **work_caps},
         }
 
     def untouched(self):
@@ -257,12 +257,12 @@ async def test_files_example_tool_under_caps(deployment, layout):
     # max_files = 0: existing files may change, no new entry may appear.
     deployment.add_tool("files", "files", fs=layout.grants(max_files=0, max_file_size="1KiB"))
     async with deployment.client() as client:
-        small = await client.call_tool("write_file", {"path": "/work/a.txt", "content": "b" * 1000})
-        more = await client.call_tool("write_file", {"path": "/work/a.txt", "content": "c" * 24, "append": True})
-        too_big = await client.call_tool("write_file", {"path": "/work/a.txt", "content": "d", "append": True})
-        new = await client.call_tool("write_file", {"path": "/work/new.txt", "content": "x"})
+        small = await client.call_tool("write_file", {"path": "/scratch/a.txt", "content": "b" * 1000})
+        more = await client.call_tool("write_file", {"path": "/scratch/a.txt", "content": "c" * 24, "append": True})
+        too_big = await client.call_tool("write_file", {"path": "/scratch/a.txt", "content": "d", "append": True})
+        new = await client.call_tool("write_file", {"path": "/scratch/new.txt", "content": "x"})
         ro = await client.call_tool("write_file", {"path": "/data/x.txt", "content": "x"})
-        read = await client.call_tool("read_file", {"path": "/work/a.txt"})
+        read = await client.call_tool("read_file", {"path": "/scratch/a.txt"})
     assert not small.is_error, text_of(small)
     assert not more.is_error, text_of(more)
     # wasi-libc reports the refused stream write as EIO (see GROWTHS).

@@ -57,7 +57,7 @@ async def test_files_tool_reads_searches_and_writes_only_where_granted(examples_
         listing = await client.call_tool("list_dir", {"path": "/data"})
         read = await client.call_tool("read_file", {"path": "/data/notes/plan.txt"})
         found = await client.call_tool("search_files", {"path": "/data", "pattern": "needle"})
-        wrote = await client.call_tool("write_file", {"path": "/work/out.txt", "content": "saved"})
+        wrote = await client.call_tool("write_file", {"path": "/scratch/out.txt", "content": "saved"})
         refused = await client.call_tool("write_file", {"path": "/data/new.txt", "content": "no"})
     names = [e["name"] for e in listing.structured_content["entries"]]
     assert names == ["README.txt", "notes"]

@@ -1,7 +1,7 @@
 //! Hostile: tries every way out of its filesystem grants and past the
 //! per-call caps of a read-write grant.
 //!
-//! The manifest grants `/data` read-only and `/work` read-write. Each tool
+//! The manifest grants `/data` read-only and `/scratch` read-write. Each tool
 //! is one attack; it reports, per attempt, what it managed to read or write
 //! or the error it got, and never fails itself, so the test sees everything.
 
@@ -155,7 +155,7 @@ fn dotdot_escape(_: NoArgs) -> Result<Output, ToolError> {
         "/data/../secret",
         "/data/sub/../../secret",
         "/data/../../../../../../etc/passwd",
-        "/work/../secret",
+        "/scratch/../secret",
         "../secret",
         "data/../secret",
     ]
@@ -191,12 +191,12 @@ fn symlink_escape(_: NoArgs) -> Result<Output, ToolError> {
         list("/data/dirlink"),
         read_raw("/data", "link"),
         read_raw("/data", "dirlink/secret"),
-        append("/work/link", "PWNED"),
-        truncate("/work/link"),
+        append("/scratch/link", "PWNED"),
+        truncate("/scratch/link"),
         Attempt::io(
             "create",
-            "/work/dirlink/planted.txt",
-            fs::write("/work/dirlink/planted.txt", "PWNED"),
+            "/scratch/dirlink/planted.txt",
+            fs::write("/scratch/dirlink/planted.txt", "PWNED"),
             |()| "created".into(),
         ),
     ];
@@ -210,24 +210,24 @@ fn hardlink_escape(_: NoArgs) -> Result<Output, ToolError> {
         Attempt::io("stat", "/data/hl", fs::metadata("/data/hl"), |m| {
             format!("size {}", m.len())
         }),
-        append("/work/hl", "PWNED"),
-        truncate("/work/hl"),
+        append("/scratch/hl", "PWNED"),
+        truncate("/scratch/hl"),
     ];
     let raw = open_raw(
-        "/work",
+        "/scratch",
         "hl",
         OpenFlags::TRUNCATE,
         DescriptorFlags::READ | DescriptorFlags::WRITE,
     );
     attempts.push(Attempt::wasi(
         "open_at truncate",
-        "/work :: hl",
+        "/scratch :: hl",
         raw,
         |_| "truncated".into(),
     ));
-    let written = open_raw("/work", "hl", OpenFlags::empty(), DescriptorFlags::WRITE)
+    let written = open_raw("/scratch", "hl", OpenFlags::empty(), DescriptorFlags::WRITE)
         .and_then(|f| f.write(b"PWNED", 0));
-    attempts.push(Attempt::wasi("pwrite", "/work :: hl", written, |n| {
+    attempts.push(Attempt::wasi("pwrite", "/scratch :: hl", written, |n| {
         format!("wrote {n}")
     }));
     json(&attempts)
@@ -296,8 +296,8 @@ fn ro_mutations(_: NoArgs) -> Result<Output, ToolError> {
         ),
         Attempt::io(
             "rename",
-            "/data/inside.txt -> /work/moved.txt",
-            fs::rename("/data/inside.txt", "/work/moved.txt"),
+            "/data/inside.txt -> /scratch/moved.txt",
+            fs::rename("/data/inside.txt", "/scratch/moved.txt"),
             |()| "renamed".into(),
         ),
         Attempt::io(
@@ -363,67 +363,67 @@ fn ro_mutations(_: NoArgs) -> Result<Output, ToolError> {
 fn move_out(_: NoArgs) -> Result<Output, ToolError> {
     let mut attempts = vec![Attempt::io(
         "create",
-        "/work/f.txt",
-        fs::write("/work/f.txt", "moving"),
+        "/scratch/f.txt",
+        fs::write("/scratch/f.txt", "moving"),
         |()| "created".into(),
     )];
     for target in [
-        "/work/../moved.txt",
+        "/scratch/../moved.txt",
         "/data/moved.txt",
         "/tmp/moved.txt",
         "/moved.txt",
     ] {
         attempts.push(Attempt::io(
             "rename",
-            &format!("/work/f.txt -> {target}"),
-            fs::rename("/work/f.txt", target),
+            &format!("/scratch/f.txt -> {target}"),
+            fs::rename("/scratch/f.txt", target),
             |()| "renamed".into(),
         ));
     }
     for target in [
-        "/work/../linked.txt",
-        "/work/linked.txt",
+        "/scratch/../linked.txt",
+        "/scratch/linked.txt",
         "/data/linked.txt",
     ] {
         attempts.push(Attempt::io(
             "link",
-            &format!("/work/f.txt -> {target}"),
-            fs::hard_link("/work/f.txt", target),
+            &format!("/scratch/f.txt -> {target}"),
+            fs::hard_link("/scratch/f.txt", target),
             |()| "linked".into(),
         ));
     }
-    if let Ok(work) = preopen("/work") {
+    if let Ok(work) = preopen("/scratch") {
         attempts.push(Attempt::wasi(
             "rename_at",
-            "/work :: f.txt -> ../moved.txt",
+            "/scratch :: f.txt -> ../moved.txt",
             work.rename_at("f.txt", &work, "../moved.txt"),
             |()| "renamed".into(),
         ));
         attempts.push(Attempt::wasi(
             "link_at",
-            "/work :: f.txt -> ../linked.txt",
+            "/scratch :: f.txt -> ../linked.txt",
             work.link_at(PathFlags::empty(), "f.txt", &work, "../linked.txt"),
             |()| "linked".into(),
         ));
         attempts.push(Attempt::wasi(
             "symlink_at",
-            "/work :: out -> ../secret",
+            "/scratch :: out -> ../secret",
             work.symlink_at("../secret", "out"),
             |()| "linked".into(),
         ));
-        attempts.push(read("/work/out"));
+        attempts.push(read("/scratch/out"));
         attempts.push(Attempt::wasi(
             "symlink_at",
-            "/work :: abs -> /etc/passwd",
+            "/scratch :: abs -> /etc/passwd",
             work.symlink_at("/etc/passwd", "abs"),
             |()| "linked".into(),
         ));
-        attempts.push(read("/work/abs"));
+        attempts.push(read("/scratch/abs"));
     }
     json(&attempts)
 }
 
-/// How many entries to create in `/work`.
+/// How many entries to create in `/scratch`.
 #[derive(Deserialize, JsonSchema)]
 struct FillArgs {
     /// Entries to try to create.
@@ -447,9 +447,9 @@ fn fill_files(args: FillArgs) -> Result<Output, ToolError> {
     let mut stopped_by = None;
     for i in 0..args.count {
         let path = if args.dirs {
-            format!("/work/dir-{i}")
+            format!("/scratch/dir-{i}")
         } else {
-            format!("/work/file-{i}")
+            format!("/scratch/file-{i}")
         };
         let result = if args.dirs {
             fs::create_dir(&path)
@@ -470,8 +470,8 @@ fn fill_files(args: FillArgs) -> Result<Output, ToolError> {
         let reopen = OpenOptions::new()
             .create(true)
             .append(true)
-            .open("/work/file-0");
-        Attempt::io("reopen", "/work/file-0", reopen, |_| "opened".into())
+            .open("/scratch/file-0");
+        Attempt::io("reopen", "/scratch/file-0", reopen, |_| "opened".into())
     });
     json(&Filled {
         created,
@@ -480,7 +480,7 @@ fn fill_files(args: FillArgs) -> Result<Output, ToolError> {
     })
 }
 
-/// How to grow `/work/big.bin`.
+/// How to grow `/scratch/big.bin`.
 #[derive(Deserialize, JsonSchema)]
 struct GrowArgs {
     /// `write`, `append`, `seek`, `set_len`, `pwrite`, `append_stream` or `two_appenders`.
@@ -503,12 +503,12 @@ fn grow(how: &str, bytes: u64) -> Result<(), String> {
     let io = |e: std::io::Error| format!("{:?}: {e}", e.kind());
     let code = |e: ErrorCode| format!("{}: {}", e.name(), e.message());
     match how {
-        "write" => fs::write("/work/big.bin", vec![b'x'; bytes as usize]).map_err(io),
+        "write" => fs::write("/scratch/big.bin", vec![b'x'; bytes as usize]).map_err(io),
         "append" => {
             let mut file = OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open("/work/big.bin")
+                .open("/scratch/big.bin")
                 .map_err(io)?;
             let chunk = [b'x'; 65536];
             let mut left = bytes;
@@ -520,16 +520,16 @@ fn grow(how: &str, bytes: u64) -> Result<(), String> {
             Ok(())
         }
         "seek" => {
-            let mut file = File::create("/work/big.bin").map_err(io)?;
+            let mut file = File::create("/scratch/big.bin").map_err(io)?;
             file.seek(SeekFrom::Start(bytes - 1)).map_err(io)?;
             file.write_all(b"x").map_err(io)
         }
-        "set_len" => File::create("/work/big.bin")
+        "set_len" => File::create("/scratch/big.bin")
             .and_then(|f| f.set_len(bytes))
             .map_err(io),
         "pwrite" => {
             let file = open_raw(
-                "/work",
+                "/scratch",
                 "big.bin",
                 OpenFlags::CREATE,
                 DescriptorFlags::WRITE,
@@ -539,7 +539,7 @@ fn grow(how: &str, bytes: u64) -> Result<(), String> {
         }
         "append_stream" | "two_appenders" => {
             let file = open_raw(
-                "/work",
+                "/scratch",
                 "big.bin",
                 OpenFlags::CREATE,
                 DescriptorFlags::WRITE,
@@ -581,9 +581,11 @@ fn grow_file(args: GrowArgs) -> Result<Output, ToolError> {
     }
     let error = grow(&args.how, args.bytes).err().map(|e| {
         let (kind, message) = e.split_once(": ").unwrap_or((&e, ""));
-        Attempt::failure("grow", "/work/big.bin", kind.into(), message.into())
+        Attempt::failure("grow", "/scratch/big.bin", kind.into(), message.into())
     });
-    let size = fs::metadata("/work/big.bin").map(|m| m.len()).unwrap_or(0);
+    let size = fs::metadata("/scratch/big.bin")
+        .map(|m| m.len())
+        .unwrap_or(0);
     json(&Grown {
         how: args.how,
         size,
@@ -641,13 +643,17 @@ impl Toolbox for FsAttacks {
             ),
             Tool::new(
                 "move_out",
-                "Renames and links a file of /work to outside the grants.",
+                "Renames and links a file of /scratch to outside the grants.",
                 move_out,
             ),
-            Tool::new("fill_files", "Creates many entries in /work.", fill_files),
+            Tool::new(
+                "fill_files",
+                "Creates many entries in /scratch.",
+                fill_files,
+            ),
             Tool::new(
                 "grow_file",
-                "Grows /work/big.bin one way or another.",
+                "Grows /scratch/big.bin one way or another.",
                 grow_file,
             ),
             Tool::new("read_file", "Reads a file (a benign call).", read_file),
