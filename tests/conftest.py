@@ -209,3 +209,32 @@ def http_server():
     yield server
     server.shutdown()
     server.server_close()
+
+
+# The legacy handshake, for tests that speak raw JSON-RPC lines.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def tool_call(request_id: int, name: str, arguments: dict) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
+def raw_session(config: Path, messages: list, *, env: dict | None = None, timeout: int = 60):
+    """Feeds `messages` (dicts, or raw strings sent as they are) to `stockade
+    serve` on stdin, closes it, and returns (JSON replies on stdout, process)."""
+    lines = [m if isinstance(m, str) else json.dumps(m) for m in messages]
+    proc = subprocess.run(
+        [str(BINARY), "serve", "--config", str(config)],
+        input="".join(line + "\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    return [json.loads(l) for l in proc.stdout.splitlines() if l.strip()], proc

@@ -1,11 +1,8 @@
 """A tool's stdout and stderr never reach the protocol stream."""
 
-import json
-import subprocess
-
 import pytest
 
-from conftest import BINARY, ERAS, text_of
+from conftest import ERAS, INITIALIZE, INITIALIZED, raw_session, text_of, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -26,22 +23,8 @@ async def test_forged_jsonrpc_from_a_tool_never_reaches_the_client(deployment, m
 
 def test_raw_stdout_holds_only_our_replies_and_guest_output_is_logged_tagged(deployment):
     deployment.add_tool("chatty", "hostile_chatty")
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-    }
-    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "forge_jsonrpc", "arguments": {}}}
-    lines = [json.dumps(init), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), json.dumps(call)]
-    proc = subprocess.run(
-        [str(BINARY), "serve", "--config", str(deployment.write())],
-        input="".join(l + "\n" for l in lines),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    replies = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+    messages = [INITIALIZE, INITIALIZED, tool_call(2, "forge_jsonrpc", {})]
+    replies, proc = raw_session(deployment.write(), messages)
     assert [r.get("id") for r in replies] == [1, 2]
     assert "FORGED" not in proc.stdout
     assert "list_changed" not in proc.stdout
@@ -52,22 +35,9 @@ def test_raw_stdout_holds_only_our_replies_and_guest_output_is_logged_tagged(dep
 
 def test_a_stdio_flood_is_capped_in_the_log(deployment):
     deployment.add_tool("chatty", "hostile_chatty", limits={"stdio": "4KiB"})
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-    }
-    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "flood_stdio", "arguments": {}}}
-    lines = [json.dumps(init), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), json.dumps(call)]
-    proc = subprocess.run(
-        [str(BINARY), "serve", "--config", str(deployment.write())],
-        input="".join(l + "\n" for l in lines),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    replies = {r["id"]: r for r in (json.loads(l) for l in proc.stdout.splitlines() if l.strip())}
-    assert replies[2]["result"]["content"][0]["text"] == "flooded"
+    messages = [INITIALIZE, INITIALIZED, tool_call(2, "flood_stdio", {})]
+    replies, proc = raw_session(deployment.write(), messages)
+    by_id = {r["id"]: r for r in replies}
+    assert by_id[2]["result"]["content"][0]["text"] == "flooded"
     # 20 MiB were written; at most 2 x 4 KiB (plus log framing) were kept.
     assert proc.stderr.count("A") < 2 * 4096 + 4096

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conftest import Deployment, text_of
+from conftest import INITIALIZE, INITIALIZED, Deployment, raw_session, text_of, tool_call
 from openbao import OpenBao, Proxy
 
 pytestmark = pytest.mark.anyio
@@ -265,26 +265,15 @@ async def test_missing_and_denied_secrets_fail_closed(deployment, openbao, bound
 
 
 def test_the_token_never_reaches_the_log(deployment, openbao, bound, other):
-    import subprocess
-
-    from conftest import BINARY
-
     deploy(deployment, openbao.url, openbao, bound, other, component="hostile_secret_thief")
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
-    calls = [
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"url": f"{bound.url}/echo"}}},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "placeholder_header", "arguments": {"url": f"{bound.url}/echo", "secret": "api_token"}}},
+    messages = [
+        INITIALIZE,
+        INITIALIZED,
+        tool_call(2, "echo", {"url": f"{bound.url}/echo"}),
+        tool_call(3, "placeholder_header", {"url": f"{bound.url}/echo", "secret": "api_token"}),
     ]
-    lines = [json.dumps(init), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})]
-    lines += [json.dumps(c) for c in calls]
-    proc = subprocess.run(
-        [str(BINARY), "serve", "--config", str(deployment.write())],
-        input="".join(l + "\n" for l in lines),
-        capture_output=True, text=True, timeout=60,
-        env={"STOCKADE_LOG": "trace"},
-    )
-    assert '"id":3' in proc.stdout.replace(" ", "")
+    replies, proc = raw_session(deployment.write(), messages, env={"STOCKADE_LOG": "trace"})
+    assert {r.get("id") for r in replies} == {1, 2, 3}
     # The calls run concurrently: look for the placeholder request in any order.
     stolen = [s["headers"].get("x-stolen") for s in bound.seen]
     assert f"Bearer {TOKEN_V1}" in stolen

@@ -1,13 +1,12 @@
 """Core: every example tool over MCP stdio, in both protocol eras."""
 
 import json
-import subprocess
 import time
 
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import BINARY, ERAS, text_of
+from conftest import ERAS, INITIALIZE, INITIALIZED, raw_session, text_of, tool_call
 
 pytestmark = pytest.mark.anyio
 
@@ -97,47 +96,18 @@ async def test_invalid_arguments_name_the_field_and_the_server_keeps_serving(exa
     assert text_of(after) == "STILL HERE"
 
 
-def jsonrpc_session(config, lines, timeout=30):
-    """Feeds raw lines to `stockade serve` and returns (stdout lines, returncode)."""
-    proc = subprocess.run(
-        [str(BINARY), "serve", "--config", str(config)],
-        input="".join(line + "\n" for line in lines),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return [json.loads(l) for l in proc.stdout.splitlines() if l.strip()], proc
-
-
 def test_survives_garbage_and_unknown_methods_then_exits_when_stdin_closes(examples_deployment):
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
     lines = [
-        json.dumps(init),
-        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        INITIALIZE,
+        INITIALIZED,
         "this is not json",
         '{"jsonrpc": "2.0", "id": 2, "method": "tools/list"',
-        json.dumps({"jsonrpc": "2.0", "id": 3, "method": "no/such/method"}),
-        json.dumps({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
-        json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 5,
-                "method": "tools/call",
-                "params": {"name": "transform", "arguments": {"text": "ok", "op": "upper"}},
-            }
-        ),
+        {"jsonrpc": "2.0", "id": 3, "method": "no/such/method"},
+        {"jsonrpc": "2.0", "id": 4, "method": "ping"},
+        tool_call(5, "transform", {"text": "ok", "op": "upper"}),
     ]
     started = time.monotonic()
-    replies, proc = jsonrpc_session(examples_deployment.write(), lines)
+    replies, proc = raw_session(examples_deployment.write(), lines, timeout=30)
     by_id = {r.get("id"): r for r in replies}
     assert by_id[1]["result"]["serverInfo"]["name"] == "stockade"
     assert by_id[3]["error"]["code"] == -32601
@@ -148,13 +118,7 @@ def test_survives_garbage_and_unknown_methods_then_exits_when_stdin_closes(examp
 
 
 def test_stdout_carries_only_protocol_and_logs_go_to_stderr(examples_deployment):
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-    }
-    replies, proc = jsonrpc_session(examples_deployment.write(), [json.dumps(init)])
+    replies, proc = raw_session(examples_deployment.write(), [INITIALIZE])
     assert all(r.get("jsonrpc") == "2.0" for r in replies)
     assert "ready" in proc.stderr
 
