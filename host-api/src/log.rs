@@ -51,6 +51,11 @@ impl GuestLog {
         self.redactor.lock().expect("redactor").clone()
     }
 
+    /// `text` without the secrets injected so far, without copying the redactor.
+    fn scrub(&self, text: &str) -> String {
+        self.redactor.lock().expect("redactor").redact(text)
+    }
+
     /// The tool this log belongs to.
     pub fn label(&self) -> &str {
         &self.label
@@ -65,7 +70,7 @@ impl GuestLog {
         }
         self.remaining -= message.len();
         let tool = self.label.as_str();
-        let message = self.redactor().redact(message).escape_debug().to_string();
+        let message = self.scrub(message).escape_debug().to_string();
         match level {
             GuestLevel::Trace => tracing::trace!(target: "stockade::guest", tool, "{message}"),
             GuestLevel::Debug => tracing::debug!(target: "stockade::guest", tool, "{message}"),
@@ -82,7 +87,7 @@ impl GuestLog {
         for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
             let bytes = pipe.contents();
             if !bytes.is_empty() {
-                let text = self.redactor().redact(&String::from_utf8_lossy(&bytes));
+                let text = self.scrub(&String::from_utf8_lossy(&bytes));
                 let text = text.escape_debug().to_string();
                 tracing::info!(target: "stockade::guest", tool, stream, "{text}");
             }
