@@ -175,22 +175,24 @@ async def test_an_echoing_upstream_cannot_hand_the_token_back(deployment, openba
     no_secret_in(text_of(echoed))
 
 
-async def test_placeholders_are_substituted_only_in_headers_for_the_bound_host(deployment, openbao, bound, other):
+async def test_placeholders_are_refused_wherever_they_appear(deployment, openbao, bound, other):
     deploy(deployment, openbao.url, openbao, bound, other, component="hostile_secret_thief")
     async with deployment.client() as client:
         to_other = await client.call_tool("placeholder_header", {"url": f"{other.url}/x", "secret": "api_token"})
         in_url = await client.call_tool("placeholder_url", {"url": f"{bound.url}/x", "secret": "api_token"})
         in_body = await client.call_tool("placeholder_body", {"url": f"{bound.url}/x", "secret": "api_token"})
         to_bound = await client.call_tool("placeholder_header", {"url": f"{bound.url}/x", "secret": "api_token"})
-    assert to_other.is_error and "not bound" in text_of(to_other)
+        after = await client.call_tool("echo", {"url": f"{bound.url}/api/data"})
+    for result, place in ((to_other, "header `x-stolen`"), (in_url, "the URL"), (in_body, "the request body"),
+                          (to_bound, "header `x-stolen`")):
+        assert result.is_error, text_of(result)
+        assert f"secret `api_token`: a placeholder in {place} is never substituted" in text_of(result)
+    # Nothing left the host until the ordinary request, which carries the
+    # credential only where the manifest places it.
     assert other.seen == []
-    assert in_url.is_error and "only substituted in header values" in text_of(in_url)
-    # A placeholder in a body is never substituted: the literal text goes out.
-    posted = [s for s in bound.seen if s["body"]]
-    assert posted and posted[-1]["body"] == "token={{secret:api_token}}"
-    # In a header, for the bound host, the host fills it in.
-    assert not to_bound.is_error
-    assert bound.seen[-1]["headers"]["x-stolen"] == f"Bearer {TOKEN_V1}"
+    assert [s["path"] for s in bound.seen] == ["/api/data"]
+    assert "x-stolen" not in bound.seen[0]["headers"]
+    assert not after.is_error
     no_secret_in(text_of(to_other), text_of(in_url), text_of(in_body), text_of(to_bound))
 
 
@@ -274,9 +276,8 @@ def test_the_token_never_reaches_the_log(deployment, openbao, bound, other):
     ]
     replies, proc = raw_session(deployment.write(), messages, env={"STOCKADE_LOG": "trace"})
     assert {r.get("id") for r in replies} == {1, 2, 3}
-    # The calls run concurrently: look for the placeholder request in any order.
-    stolen = [s["headers"].get("x-stolen") for s in bound.seen]
-    assert f"Bearer {TOKEN_V1}" in stolen
+    # The echo carried the credential (so the log had a chance to see it).
+    assert f"Bearer {TOKEN_V1}" in [s["headers"].get("authorization") for s in bound.seen]
     no_secret_in(proc.stdout, proc.stderr)
 
 

@@ -15,7 +15,6 @@ use crate::contract;
 use crate::egress::{EgressHooks, EgressRecord};
 use crate::limits::{LimitHit, OversizePolicy, StoreLimiter};
 use crate::log::GuestLog;
-use crate::secrets::Redactor;
 use crate::{
     CallerIdentity, ContentItem, LoadedComponent, Sandbox, SandboxError, ToolDescriptor,
     ToolFailure, ToolGrant, ToolOutput, fs,
@@ -142,18 +141,18 @@ impl Sandbox {
                         .await
                         .map_err(|err| CallError::Internal.or_trap(err, store.data(), limits))
                 };
-                let outcome = match tokio::time::timeout(limits.timeout, run).await {
-                    Ok(Ok(Ok(output))) => bound_output(output, limits),
-                    Ok(Ok(Err(failure))) => Err(CallError::Tool(failure)),
-                    Ok(Err(err)) => Err(err),
-                    Err(_) => Err(CallError::Limit(LimitKind::Timeout(limits.timeout))),
-                };
+                let outcome = tokio::time::timeout(limits.timeout, run).await;
                 fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
                 store.data().log.flush_stdio(&stdout, &stderr);
-                let redactor = store.data().log.redactor();
-                outcome
-                    .map(|output| redactor.scrub_output(output))
-                    .map_err(|err| redactor.scrub_error(err))
+                // Scrub first, so that truncation can never cut a credential
+                // into pieces the scrubber no longer recognises.
+                let scrubber = self.redactor.scrubber();
+                match outcome {
+                    Ok(Ok(Ok(output))) => bound_output(scrubber.scrub_output(output), limits),
+                    Ok(Ok(Err(failure))) => Err(scrubber.scrub_error(CallError::Tool(failure))),
+                    Ok(Err(err)) => Err(scrubber.scrub_error(err)),
+                    Err(_) => Err(CallError::Limit(LimitKind::Timeout(limits.timeout))),
+                }
             }
         };
         let egress = record.lock().expect("egress record").clone();
@@ -210,7 +209,6 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         fs::apply(&grant.fs, &mut wasi)?;
-        let redactor = Arc::new(Mutex::new(Redactor::default()));
         let state = CallState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -220,12 +218,12 @@ impl Sandbox {
                 self.tls.clone(),
                 record,
                 grant.secrets.clone(),
-                redactor.clone(),
+                self.redactor.clone(),
             ),
             limiter: StoreLimiter::new(limits),
             fs: fs::FsGuard::new(&grant.label, &grant.fs),
             caller: caller.clone(),
-            log: GuestLog::new(&grant.label, redactor),
+            log: GuestLog::new(&grant.label, self.redactor.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

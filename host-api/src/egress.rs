@@ -4,6 +4,7 @@
 mod address;
 mod failure;
 mod policy;
+mod response;
 mod send;
 
 pub use address::{AddressClass, classify};

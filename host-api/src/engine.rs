@@ -15,6 +15,7 @@ use crate::cache::ArtifactCache;
 use crate::call::CallState;
 use crate::contract::{self, ContractPre};
 use crate::limits::MAX_MEMORY_BYTES;
+use crate::secrets::Redactor;
 use crate::{SandboxError, egress, fs};
 
 /// How often the epoch advances; the deadline check and the cooperative
@@ -30,6 +31,8 @@ pub struct SandboxSettings {
     pub max_concurrent_calls: u32,
     /// Largest wasm stack a guest may use, in bytes.
     pub max_wasm_stack: usize,
+    /// K: the shortest run of a credential that redaction removes.
+    pub redact_min_run: usize,
 }
 
 impl Default for SandboxSettings {
@@ -38,6 +41,7 @@ impl Default for SandboxSettings {
             cache_dir: None,
             max_concurrent_calls: 64,
             max_wasm_stack: 512 << 10,
+            redact_min_run: crate::secrets::redact::DEFAULT_MIN_RUN,
         }
     }
 }
@@ -50,6 +54,8 @@ pub struct Sandbox {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) slots: Arc<Semaphore>,
     ticker_stop: Arc<AtomicBool>,
+    /// Every credential injected in this process, for scrubbing.
+    pub(crate) redactor: Arc<Redactor>,
 }
 
 /// A component compiled, checked against its pinned digest and ready to
@@ -88,7 +94,14 @@ impl Sandbox {
             tls: egress::default_tls_config(),
             slots: Arc::new(Semaphore::new(settings.max_concurrent_calls as usize)),
             ticker_stop,
+            redactor: Arc::new(Redactor::new(settings.redact_min_run)),
         })
+    }
+
+    /// Every credential injected in this process, for scrubbing what the
+    /// host writes elsewhere (its log).
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.clone()
     }
 
     /// Reads, verifies and compiles (or loads from the cache) a component.

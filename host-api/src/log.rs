@@ -2,7 +2,7 @@
 //! written to the host's log (never the protocol stream), tagged with the
 //! tool and bounded per call.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
@@ -16,7 +16,7 @@ pub struct GuestLog {
     label: String,
     remaining: usize,
     dropped: usize,
-    redactor: Arc<Mutex<Redactor>>,
+    redactor: Arc<Redactor>,
 }
 
 /// Severity of a guest log line.
@@ -37,7 +37,7 @@ pub enum GuestLevel {
 impl GuestLog {
     /// A log for one call of the tool named `label`; every line is scrubbed
     /// of the secrets `redactor` knows.
-    pub fn new(label: &str, redactor: Arc<Mutex<Redactor>>) -> Self {
+    pub fn new(label: &str, redactor: Arc<Redactor>) -> Self {
         Self {
             label: label.to_owned(),
             remaining: LOG_BUDGET_BYTES,
@@ -46,14 +46,9 @@ impl GuestLog {
         }
     }
 
-    /// The secrets injected so far in this call.
-    pub fn redactor(&self) -> Redactor {
-        self.redactor.lock().expect("redactor").clone()
-    }
-
-    /// `text` without the secrets injected so far, without copying the redactor.
+    /// `text` without any run of a secret injected so far.
     fn scrub(&self, text: &str) -> String {
-        self.redactor.lock().expect("redactor").redact(text)
+        self.redactor.scrubber().scrub_text(text)
     }
 
     /// The tool this log belongs to.

@@ -59,7 +59,7 @@ enum Transport {
 /// Parses arguments, runs the command, reports errors without a backtrace.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    crate::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,17 +92,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr only; stdout belongs to the protocol.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-}
-
 /// Loads config, sandbox and tools; returns the registry and every problem found.
 async fn load(
     config_path: &Path,
@@ -119,9 +108,11 @@ async fn load(
     let settings = SandboxSettings {
         cache_dir: Some(config.server.cache_dir.clone()),
         max_concurrent_calls: config.server.max_concurrent_calls,
+        redact_min_run: config.redaction.min_run,
         ..SandboxSettings::default()
     };
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);
+    crate::logging::scrub_with(sandbox.redactor());
     let (registry, load_errors) = Registry::load(&sandbox, &config.tools, secrets.as_ref()).await;
     let problems = manifest_errors
         .iter()

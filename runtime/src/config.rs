@@ -52,6 +52,31 @@ pub struct StockadeConfig {
     pub tools: Vec<ToolManifest>,
     /// Where tool secrets are read, when configured.
     pub vault: Option<VaultSettings>,
+    /// How credentials are scrubbed.
+    pub redaction: RedactionSettings,
+}
+
+/// `[redaction]`: how injected credentials are scrubbed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionSettings {
+    /// K: every run of this many consecutive characters of a credential is
+    /// scrubbed (never more than half a value; values shorter than 2K are
+    /// refused).
+    #[serde(default = "default_min_run")]
+    pub min_run: usize,
+}
+
+fn default_min_run() -> usize {
+    stockade_host_api::secrets::redact::DEFAULT_MIN_RUN
+}
+
+impl Default for RedactionSettings {
+    fn default() -> Self {
+        Self {
+            min_run: default_min_run(),
+        }
+    }
 }
 
 /// `[vault]` as written.
@@ -135,6 +160,8 @@ struct RawConfig {
     #[serde(default)]
     stdio: StdioSettings,
     vault: Option<RawVault>,
+    #[serde(default)]
+    redaction: RedactionSettings,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -145,7 +172,7 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
     })?;
     let parse_error = |err: toml::de::Error| ConfigError::Parse {
         path: path.to_owned(),
-        message: err.to_string().trim_end().to_owned(),
+        message: parse_message(&text, &err),
     };
     let tree: toml::Value = toml::from_str(&text).map_err(parse_error)?;
     if let Some(key) = crate::secrets::literal::find(&tree) {
@@ -158,6 +185,36 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
         });
     }
     toml::from_str(&text).map_err(parse_error)
+}
+
+/// A TOML error as `line L, column C: message`, without the source line the
+/// parser would quote and with every quoted value in the message masked:
+/// the offending value may be a credential.
+fn parse_message(text: &str, err: &toml::de::Error) -> String {
+    let place = err.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    format!(
+        "{}{}",
+        place.unwrap_or_default(),
+        mask_quoted(err.message().trim_end())
+    )
+}
+
+/// `message` with the text between every pair of double quotes replaced
+/// by `…`.
+fn mask_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (index, piece) in message.split('"').enumerate() {
+        if index > 0 {
+            out.push('"');
+        }
+        out.push_str(if index % 2 == 1 { "…" } else { piece });
+    }
+    out
 }
 
 impl StockadeConfig {
@@ -175,6 +232,14 @@ impl StockadeConfig {
             return Err(invalid(
                 "server.max_concurrent_calls",
                 "a number from 1 to 4096",
+            ));
+        }
+        let runs = stockade_host_api::secrets::redact::MIN_RUN_FLOOR
+            ..=stockade_host_api::secrets::redact::MIN_RUN_CEILING;
+        if !runs.contains(&raw.redaction.min_run) {
+            return Err(invalid(
+                "redaction.min_run",
+                &format!("a number from {} to {}", runs.start(), runs.end()),
             ));
         }
         if raw.tools.is_empty() {
@@ -199,6 +264,7 @@ impl StockadeConfig {
             vault,
             server,
             stdio: raw.stdio,
+            redaction: raw.redaction,
             tools,
         };
         Ok((config, errors))
@@ -253,4 +319,23 @@ fn vault_settings(
         cache_ttl: duration("vault.cache_ttl", &raw.cache_ttl, 30)?,
         timeout: duration("vault.timeout", &raw.timeout, 5)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_place_and_never_print_a_value() {
+        let text = "[vault]\ntoken_file = 1\n[x]\napi_key = \"Zx81kQp0/Lm2Vn7Tr4Yw9\"\nnope\n";
+        let err = toml::from_str::<toml::Value>(text).unwrap_err();
+        let message = parse_message(text, &err);
+        assert!(message.starts_with("line 5, column"), "{message}");
+        assert!(!message.contains("Zx81"), "{message}");
+        let text = "port = \"Zx81kQp0/Lm2Vn7Tr4Yw9\"\n";
+        let err = toml::from_str::<std::collections::HashMap<String, u16>>(text).unwrap_err();
+        let message = parse_message(text, &err);
+        assert!(message.starts_with("line 1, column 8"), "{message}");
+        assert!(!message.contains("Zx81"), "{message}");
+    }
 }

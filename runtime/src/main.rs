@@ -4,6 +4,7 @@ mod audit;
 mod call;
 mod cli;
 mod config;
+mod logging;
 mod manifest;
 mod mcp;
 mod policy;

