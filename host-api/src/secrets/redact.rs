@@ -2,23 +2,20 @@
 //! credential, in the encodings an ordinary HTTP upstream (or a tool) can
 //! produce, and removes it.
 //!
-//! Each haystack is read through two *views*, and each view is searched in
-//! one linear pass by one Aho-Corasick automaton holding the patterns of
-//! every value the process has ever injected:
+//! Each haystack is read through one *view* that undoes the encodings
+//! which act character by character: percent-escapes (any case, partial or
+//! whole), JSON/JavaScript `\uXXXX`, `\xXX` and `\/`-style escapes, and
+//! HTML/XML character references are decoded; NUL bytes (UTF-16 of ASCII
+//! text) and line breaks (wrapped base64) are dropped. The view is searched
+//! in one linear pass by one ASCII-case-insensitive Aho-Corasick automaton
+//! holding, for every value the process has ever injected: every K-run of
+//! the value, forwards and reversed; the hex of every K-run; and the base64
+//! of the value at all three byte alignments (standard and URL-safe
+//! alphabets), cut into the runs that any K consecutive bytes of the value
+//! always produce whatever comes before them.
 //!
-//! - the **text view** decodes percent-escapes (any case, partial or
-//!   whole), JSON/JavaScript `\uXXXX`, `\xXX` and `\/`-style escapes and
-//!   HTML/XML character references, drops NUL bytes (UTF-16 of ASCII text)
-//!   and folds ASCII case. Its patterns are every K-run of each value,
-//!   forwards and reversed, and the hex of every K-run.
-//! - the **base64 view** decodes the same escapes, drops whitespace (so
-//!   wrapped base64 reads as one line) and folds the URL-safe alphabet into
-//!   the standard one. Its patterns are the base64 of each value at all
-//!   three byte alignments, cut into the runs that any K consecutive bytes
-//!   of the value always produce whatever comes before them.
-//!
-//! Every view byte remembers the span of the original it came from, so a
-//! match removes the original text, escapes and all.
+//! The view remembers which span of the original each of its bytes came
+//! from, so a match removes the original text, escapes and all.
 //!
 //! Patterns are built only from the value itself (and the bytes actually
 //! sent for it), never from the operator's `format` text around it: a
@@ -30,7 +27,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, RwLock};
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 
@@ -131,8 +128,7 @@ impl Redactor {
 #[derive(Default)]
 pub struct Scrubber {
     values: Vec<SecretValue>,
-    text: Option<AhoCorasick>,
-    base64: Option<AhoCorasick>,
+    automaton: Option<AhoCorasick>,
 }
 
 impl fmt::Debug for Scrubber {
@@ -143,27 +139,22 @@ impl fmt::Debug for Scrubber {
 
 impl Scrubber {
     fn build(values: Vec<SecretValue>, min_run: usize) -> Self {
-        let mut text = HashSet::new();
-        let mut base64 = HashSet::new();
+        let mut patterns = HashSet::new();
         for value in &values {
             let bytes = value.expose().as_bytes();
             let k = min_run.min(bytes.len() / 2).max(1);
-            text_patterns(bytes, k, &mut text);
-            base64_patterns(bytes, k, &mut base64);
+            text_patterns(bytes, k, &mut patterns);
+            base64_patterns(bytes, k, &mut patterns);
         }
-        let automaton = |patterns: HashSet<Vec<u8>>| {
-            (!patterns.is_empty()).then(|| {
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .build(patterns)
-                    .expect("redaction patterns are small")
-            })
-        };
-        Self {
-            values,
-            text: automaton(text),
-            base64: automaton(base64),
-        }
+        let automaton = (!patterns.is_empty()).then(|| {
+            AhoCorasick::builder()
+                .kind(Some(AhoCorasickKind::DFA))
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(true)
+                .build(patterns)
+                .expect("redaction patterns are small")
+        });
+        Self { values, automaton }
     }
 
     /// Whether no value is known, so nothing can be scrubbed.
@@ -206,17 +197,14 @@ impl Scrubber {
 
     /// The merged, sorted spans of `haystack` that hold a run of a value.
     fn spans(&self, haystack: &[u8]) -> Vec<Range<usize>> {
-        let mut spans = Vec::new();
-        for (automaton, kind) in [
-            (&self.text, ViewKind::Text),
-            (&self.base64, ViewKind::Base64),
-        ] {
-            let Some(automaton) = automaton else { continue };
-            let view = View::of(haystack, kind);
-            for found in automaton.find_overlapping_iter(&view.bytes) {
-                spans.push(view.origin(found.start()..found.end()));
-            }
-        }
+        let Some(automaton) = &self.automaton else {
+            return Vec::new();
+        };
+        let view = View::of(haystack);
+        let spans = automaton
+            .find_overlapping_iter(&view.bytes)
+            .map(|found| view.origin(found.start()..found.end()))
+            .collect();
         merge(spans)
     }
 }
@@ -233,6 +221,7 @@ fn merge(mut spans: Vec<Range<usize>>) -> Vec<Range<usize>> {
     merged
 }
 
+/// Patterns are matched ignoring ASCII case, so each is stored lower-case.
 fn text_patterns(value: &[u8], k: usize, out: &mut HashSet<Vec<u8>>) {
     let lower = value.to_ascii_lowercase();
     for run in lower.windows(k) {
@@ -257,49 +246,74 @@ fn base64_patterns(value: &[u8], k: usize, out: &mut HashSet<Vec<u8>>) {
         let encoded = encoded.as_bytes();
         let mut start = 0;
         while start + run <= encoded.len() {
-            out.insert(encoded[start..start + run].to_vec());
+            let standard = &encoded[start..start + run];
+            let url_safe = standard.iter().map(|&b| match b {
+                b'+' => b'-',
+                b'/' => b'_',
+                other => other,
+            });
+            out.insert(url_safe.collect());
+            out.insert(standard.to_vec());
             start += 4;
         }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ViewKind {
-    Text,
-    Base64,
-}
-
-/// A decoded copy of a haystack and, for each of its bytes, the span of
-/// the original it came from.
+/// A decoded copy of a haystack, and where each of its bytes came from.
 struct View {
     bytes: Vec<u8>,
-    starts: Vec<u32>,
-    lens: Vec<u8>,
+    /// In order of `view_at`; a plain run maps byte for byte, an escape
+    /// maps all its decoded bytes to the whole escape.
+    segments: Vec<Segment>,
+}
+
+struct Segment {
+    /// Where the segment starts in the view.
+    view_at: usize,
+    /// Where it starts in the original.
+    origin_at: usize,
+    /// Bytes of the original one escape takes; 0 for a plain run.
+    escape_len: usize,
 }
 
 impl View {
-    fn of(haystack: &[u8], kind: ViewKind) -> Self {
+    fn of(haystack: &[u8]) -> Self {
         let mut view = Self {
             bytes: Vec::with_capacity(haystack.len()),
-            starts: Vec::with_capacity(haystack.len()),
-            lens: Vec::with_capacity(haystack.len()),
+            segments: Vec::new(),
         };
+        let special = |b: &u8| matches!(b, 0 | b'%' | b'\\' | b'&' | b'\r' | b'\n');
         let mut at = 0;
         while at < haystack.len() {
+            // A plain run up to the next byte that needs a look, copied whole.
+            let run = haystack[at..]
+                .iter()
+                .position(special)
+                .unwrap_or(haystack.len() - at);
+            if run > 0 {
+                view.segments.push(Segment {
+                    view_at: view.bytes.len(),
+                    origin_at: at,
+                    escape_len: 0,
+                });
+                view.bytes.extend_from_slice(&haystack[at..at + run]);
+                at += run;
+                continue;
+            }
             let (decoded, used) = decode_at(haystack, at);
-            for &byte in decoded.as_slice() {
-                let byte = match kind {
-                    ViewKind::Text => byte.to_ascii_lowercase(),
-                    ViewKind::Base64 => match byte {
-                        b' ' | b'\t' | b'\r' | b'\n' => continue,
-                        b'-' => b'+',
-                        b'_' => b'/',
-                        other => other,
-                    },
-                };
-                view.bytes.push(byte);
-                view.starts.push(at as u32);
-                view.lens.push(used as u8);
+            let kept: Vec<u8> = decoded
+                .as_slice()
+                .iter()
+                .copied()
+                .filter(|b| !matches!(b, b'\r' | b'\n'))
+                .collect();
+            if !kept.is_empty() {
+                view.segments.push(Segment {
+                    view_at: view.bytes.len(),
+                    origin_at: at,
+                    escape_len: used,
+                });
+                view.bytes.extend_from_slice(&kept);
             }
             at += used;
         }
@@ -308,8 +322,16 @@ impl View {
 
     /// The span of the original that view bytes `range` came from.
     fn origin(&self, range: Range<usize>) -> Range<usize> {
-        let last = range.end - 1;
-        self.starts[range.start] as usize..self.starts[last] as usize + self.lens[last] as usize
+        let span_of = |index: usize| {
+            let segment = &self.segments[self.segments.partition_point(|s| s.view_at <= index) - 1];
+            if segment.escape_len == 0 {
+                let at = segment.origin_at + (index - segment.view_at);
+                at..at + 1
+            } else {
+                segment.origin_at..segment.origin_at + segment.escape_len
+            }
+        };
+        span_of(range.start).start..span_of(range.end - 1).end
     }
 }
 

@@ -6,6 +6,7 @@
 //! (or `startup`, `stdio`) runs one section.
 
 mod deploy;
+mod redaction;
 mod sandbox;
 mod stats;
 mod stdio;
@@ -93,19 +94,21 @@ impl Plan {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
     Sandbox,
+    Redaction,
     Startup,
     Stdio,
 }
 
 impl Section {
-    const ALL: [Self; 3] = [Self::Sandbox, Self::Startup, Self::Stdio];
+    const ALL: [Self; 4] = [Self::Sandbox, Self::Redaction, Self::Startup, Self::Stdio];
 
     fn parse(name: &str) -> Result<Self> {
         Ok(match name {
             "sandbox" => Self::Sandbox,
+            "redaction" => Self::Redaction,
             "startup" => Self::Startup,
             "stdio" => Self::Stdio,
-            other => bail!("unknown section `{other}`: sandbox, startup or stdio"),
+            other => bail!("unknown section `{other}`: sandbox, redaction, startup or stdio"),
         })
     }
 }
@@ -146,7 +149,7 @@ fn parse_and_run() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: stockade-bench [--quick] [--only sandbox|startup|stdio]...\n\n\
+                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio]...\n\n\
                      Measures Stockade's per-call isolation against native baselines\n\
                      and prints a Markdown table. Build first: `cargo xtask bench`.\n\n\
                      --quick   fewer samples: a shorter, noisier run\n\
@@ -178,6 +181,7 @@ async fn run(plan: &Plan, quick: bool, sections: &[Section]) -> Result<()> {
                 Section::Sandbox => {
                     measure_sandbox(plan, &artifacts, &scratch, &mut findings).await?
                 }
+                Section::Redaction => measure_redaction(plan, &mut findings),
                 Section::Startup => {
                     measure_startup(plan, &artifacts, &scratch, &mut findings).await?
                 }
@@ -207,6 +211,29 @@ async fn run(plan: &Plan, quick: bool, sections: &[Section]) -> Result<()> {
         println!("- {}: {}", if v.met { "met" } else { "NOT met" }, v.what);
     }
     Ok(())
+}
+
+/// What scrubbing a response costs a tool that holds a secret.
+fn measure_redaction(plan: &Plan, findings: &mut Findings) {
+    progress("redaction: scrubbing response bodies");
+    let calls = plan.sandbox_calls / 10;
+    for (size, with_value) in [(4 << 10, false), (64 << 10, false), (64 << 10, true)] {
+        let body = redaction::body(size, with_value);
+        findings.rows.push(Row {
+            measure: format!(
+                "scrub a {} KiB response body{} ({calls} times)",
+                size >> 10,
+                if with_value {
+                    " holding the value once"
+                } else {
+                    ""
+                }
+            ),
+            stockade: Figure::Latency(redaction::scrub_latency(&body, calls)),
+            baseline_name: "one exact search for the raw value".into(),
+            baseline: Figure::Latency(redaction::exact_search_latency(&body, calls)),
+        });
+    }
 }
 
 /// (a) and (c): the sandbox in this process against the native function.
