@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -39,17 +40,25 @@ def bao_binary() -> str:
 
 
 class OpenBao:
-    def __init__(self, workdir: Path):
+    """With `tls=True`, the dev server makes its own CA and certificate
+    (for 127.0.0.1), and `ca_file` is that CA."""
+
+    def __init__(self, workdir: Path, tls: bool = False):
         self.dir = workdir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ca_file = workdir / "tls" / "vault-ca.pem" if tls else None
         self.root = secrets.token_hex(16)
         self.log = open(workdir / "openbao.log", "wb")
+        tls_args = ["-dev-tls", f"-dev-tls-cert-dir={workdir / 'tls'}"] if tls else []
+        if tls:
+            (workdir / "tls").mkdir()
         self.proc = subprocess.Popen(
             [
                 bao_binary(),
                 "server",
                 "-dev",
+                *tls_args,
                 f"-dev-listen-address=127.0.0.1:{self.port}",
                 f"-dev-root-token-id={self.root}",
             ],
@@ -79,7 +88,12 @@ class OpenBao:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{self.url}/v1/sys/health", timeout=1) as r:
+                context = None
+                if self.ca_file:
+                    if not self.ca_file.exists():
+                        raise OSError("no CA yet")
+                    context = ssl.create_default_context(cafile=str(self.ca_file))
+                with urllib.request.urlopen(f"{self.url}/v1/sys/health", timeout=1, context=context) as r:
                     if json.loads(r.read()).get("initialized"):
                         return
             except OSError:
@@ -93,6 +107,8 @@ class OpenBao:
             "BAO_ADDR": self.url,
             "BAO_TOKEN": self.root,
         }
+        if self.ca_file:
+            env["BAO_CACERT"] = str(self.ca_file)
         result = subprocess.run([bao_binary(), *args], capture_output=True, text=True, env=env, timeout=30)
         if result.returncode != 0:
             raise RuntimeError(f"bao {' '.join(args)} failed: {result.stderr}")

@@ -537,6 +537,39 @@ def test_the_vault_client_ignores_proxy_variables(deployment, openbao, mirror, s
     assert connections == [], "the vault client used the proxy"
 
 
+def test_a_configured_vault_ca_is_the_only_trust_anchor(deployment, mirror, sink, tmp_path):
+    """With `ca_bundle` set, a Vault certificate that the system trust store
+    (here pointed at the real CA through SSL_CERT_FILE) would accept is
+    refused unless it chains to the configured CA."""
+    (tmp_path / "tls-bao").mkdir()
+    bao = OpenBao(tmp_path / "tls-bao", tls=True)
+    other_ca = tmp_path / "other-ca.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-subj", "/CN=unrelated test CA", "-days", "1", "-keyout", str(tmp_path / "other-ca.key"),
+         "-out", str(other_ca)],
+        check=True, capture_output=True,
+    )
+    try:
+        bao.put("tools/api", token=TOKEN)
+        results = {}
+        for name, ca_bundle in (("right CA", bao.ca_file), ("unrelated CA", other_ca)):
+            d = Deployment(tmp_path / name.replace(" ", "-"))
+            d.dir.mkdir()
+            deploy(d, bao, mirror, sink)
+            d.vault["ca_bundle"] = str(ca_bundle)
+            session = Session(d.write(), env={"SSL_CERT_FILE": str(bao.ca_file), "SSL_CERT_DIR": str(bao.ca_file.parent)})
+            results[name] = session.request(f"{mirror.url}/api/data")
+            session.close()
+    finally:
+        bao.stop()
+    assert not results["right CA"][0], results["right CA"][1]
+    assert b'"rows"' in results["right CA"][2]
+    failed, text, _ = results["unrelated CA"]
+    assert failed and "secret `api_token` is unavailable: the secret store is unreachable" in text, text
+    assert_clean("error", text)
+
+
 @pytest.mark.parametrize(
     "destination, acknowledge, refused",
     [

@@ -15,6 +15,7 @@ use crate::contract;
 use crate::egress::{EgressHooks, EgressRecord};
 use crate::limits::{LimitHit, OversizePolicy, StoreLimiter};
 use crate::log::GuestLog;
+use crate::secrets::Scrubber;
 use crate::{
     CallerIdentity, ContentItem, LoadedComponent, Sandbox, SandboxError, ToolDescriptor,
     ToolFailure, ToolGrant, ToolOutput, fs,
@@ -141,21 +142,24 @@ impl Sandbox {
                         .await
                         .map_err(|err| CallError::Internal.or_trap(err, store.data(), limits))
                 };
-                let outcome = tokio::time::timeout(limits.timeout, run).await;
+                let outcome = match tokio::time::timeout(limits.timeout, run).await {
+                    Ok(Ok(Ok(output))) => Ok(output),
+                    Ok(Ok(Err(failure))) => Err(CallError::Tool(failure)),
+                    Ok(Err(err)) => Err(err),
+                    Err(_) => Err(CallError::Limit(LimitKind::Timeout(limits.timeout))),
+                };
                 fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
                 store.data().log.flush_stdio(&stdout, &stderr);
-                // Scrub first, so that truncation can never cut a credential
-                // into pieces the scrubber no longer recognises.
-                let scrubber = self.redactor.scrubber();
-                match outcome {
-                    Ok(Ok(Ok(output))) => bound_output(scrubber.scrub_output(output), limits),
-                    Ok(Ok(Err(failure))) => Err(scrubber.scrub_error(CallError::Tool(failure))),
-                    Ok(Err(err)) => Err(scrubber.scrub_error(err)),
-                    Err(_) => Err(CallError::Limit(LimitKind::Timeout(limits.timeout))),
-                }
+                settle(outcome, &self.redactor.scrubber(), limits)
             }
         };
-        let egress = record.lock().expect("egress record").clone();
+        let mut egress = record.lock().expect("egress record").clone();
+        let scrubber = self.redactor.scrubber();
+        if !scrubber.is_empty() {
+            for denial in &mut egress.denied {
+                *denial = scrubber.scrub_text(denial);
+            }
+        }
         CallReport {
             result,
             fuel_used,
@@ -322,6 +326,20 @@ impl CallState {
     }
 }
 
+/// What the client may see of an outcome: scrubbed first, so that
+/// truncation can never cut a credential into pieces the scrubber no longer
+/// recognises, then bounded by `max_output`.
+fn settle(
+    outcome: Result<ToolOutput, CallError>,
+    scrubber: &Scrubber,
+    limits: &crate::CallLimits,
+) -> Result<ToolOutput, CallError> {
+    match outcome {
+        Ok(output) => bound_output(scrubber.scrub_output(output), limits),
+        Err(err) => Err(scrubber.scrub_error(err)),
+    }
+}
+
 /// Applies `max_output` to a result: refuse, or keep what fits and say so.
 fn bound_output(output: ToolOutput, limits: &crate::CallLimits) -> Result<ToolOutput, CallError> {
     let size = output.size_bytes();
@@ -390,5 +408,30 @@ mod tests {
         };
         assert_eq!(first.len(), 50);
         assert!(matches!(&cut.content[1], ContentItem::Text(t) if t.contains("truncated")));
+    }
+
+    #[test]
+    fn a_value_cut_by_truncation_is_scrubbed_before_the_cut() {
+        let value = "tok-A1b2C3d4E5f6G7h8I9j0";
+        let redactor = crate::secrets::Redactor::default();
+        redactor.remember(&crate::secrets::SecretValue::new(value.into()), value);
+        // The cut would fall after 10 characters of the value: scrubbed
+        // afterwards, those 10 would survive as a piece too short to match
+        // the whole value but long enough to leak.
+        let text = format!("{}{value}", "x".repeat(40));
+        let limits = CallLimits {
+            max_output_bytes: 50,
+            oversize: OversizePolicy::Truncate,
+            ..CallLimits::default()
+        };
+        let output = ToolOutput {
+            content: vec![ContentItem::Text(text)],
+            structured: None,
+        };
+        let settled = settle(Ok(output), &redactor.scrubber(), &limits).unwrap();
+        let ContentItem::Text(first) = &settled.content[0] else {
+            panic!("text expected")
+        };
+        assert_eq!(first, &format!("{}[redacted]", "x".repeat(40)));
     }
 }
