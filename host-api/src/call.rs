@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -94,9 +94,17 @@ pub enum CallError {
     /// The guest trapped for another reason (a panic, an abort).
     #[error("tool crashed: {0}")]
     Crashed(String),
-    /// Every sandbox slot is in use.
-    #[error("the runtime is at its concurrency limit; try again")]
-    Busy,
+    /// No sandbox slot came free in time.
+    #[error(
+        "busy: no sandbox slot came free within queue_timeout ({} ms; max_concurrent_calls = {slots}); try again",
+        waited.as_millis()
+    )]
+    Busy {
+        /// Slots across all tools.
+        slots: u32,
+        /// How long the call waited.
+        waited: Duration,
+    },
     /// The host could not set the call up (details are in the host log).
     #[error("internal error running the tool")]
     Internal,
@@ -130,6 +138,17 @@ impl Sandbox {
         let record = Arc::new(Mutex::new(EgressRecord::default()));
         let limits = &grant.limits;
         let mut fuel_used = 0;
+        // Waiting for a slot is bounded on its own; the call's deadline
+        // starts only once it has one, with the store created below.
+        let slot = tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await;
+        let Ok(Ok(_slot)) = slot else {
+            return CallReport {
+                result: Err(self.busy()),
+                fuel_used,
+                egress: EgressRecord::default(),
+                duration: started.elapsed(),
+            };
+        };
         let result = match self.new_store(grant, caller, record.clone()) {
             Err(err) => {
                 tracing::error!(tool = %grant.label, "cannot prepare call: {err}");
@@ -137,10 +156,14 @@ impl Sandbox {
             }
             Ok((mut store, stdout, stderr)) => {
                 let run = async {
-                    let _slot = self.slots.acquire().await.map_err(|_| CallError::Busy)?;
                     contract::invoke(&component.contract, &mut store, name, arguments)
                         .await
-                        .map_err(|err| CallError::Internal.or_trap(err, store.data(), limits))
+                        .map_err(
+                            |err| match err.downcast_ref::<PoolConcurrencyLimitError>() {
+                                Some(_) => self.busy(),
+                                None => CallError::Internal.or_trap(err, store.data(), limits),
+                            },
+                        )
                 };
                 let outcome = match tokio::time::timeout(limits.timeout, run).await {
                     Ok(Ok(Ok(output))) => Ok(output),
@@ -165,6 +188,13 @@ impl Sandbox {
             fuel_used,
             egress,
             duration: started.elapsed(),
+        }
+    }
+
+    fn busy(&self) -> CallError {
+        CallError::Busy {
+            slots: self.max_concurrent_calls,
+            waited: self.queue_timeout,
         }
     }
 
@@ -266,11 +296,7 @@ impl CallError {
             }
             Some(trap) => Self::Crashed(trap.to_string()),
             None => {
-                let text = format!("{err:#}");
-                if text.contains("maximum concurrent") {
-                    return Self::Busy;
-                }
-                tracing::error!(tool = %state.log_label(), "sandbox error: {text}");
+                tracing::error!(tool = %state.log_label(), "sandbox error: {err:#}");
                 self
             }
         }

@@ -33,6 +33,8 @@ pub struct SandboxSettings {
     pub max_wasm_stack: usize,
     /// K: the shortest run of a credential that redaction removes.
     pub redact_min_run: usize,
+    /// Longest a call waits for a free slot before it is refused as busy.
+    pub queue_timeout: Duration,
 }
 
 impl Default for SandboxSettings {
@@ -42,6 +44,7 @@ impl Default for SandboxSettings {
             max_concurrent_calls: 64,
             max_wasm_stack: 512 << 10,
             redact_min_run: crate::secrets::redact::DEFAULT_MIN_RUN,
+            queue_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct Sandbox {
     cache: Option<ArtifactCache>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) slots: Arc<Semaphore>,
+    pub(crate) max_concurrent_calls: u32,
+    pub(crate) queue_timeout: Duration,
     ticker_stop: Arc<AtomicBool>,
     /// Every credential injected in this process, for scrubbing.
     pub(crate) redactor: Arc<Redactor>,
@@ -93,6 +98,8 @@ impl Sandbox {
             cache,
             tls: egress::default_tls_config(),
             slots: Arc::new(Semaphore::new(settings.max_concurrent_calls as usize)),
+            max_concurrent_calls: settings.max_concurrent_calls,
+            queue_timeout: settings.queue_timeout,
             ticker_stop,
             redactor: Arc::new(Redactor::new(settings.redact_min_run)),
         })

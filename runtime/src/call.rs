@@ -142,7 +142,7 @@ fn respond(
                 CallError::Tool(_) => "tool_error",
                 CallError::Limit(_) => "limit",
                 CallError::Crashed(_) => "crashed",
-                CallError::Busy => "busy",
+                CallError::Busy { .. } => "busy",
                 CallError::Internal => "internal_error",
             };
             // The host's own refusals come first: they name the rule.

@@ -109,6 +109,7 @@ async fn load(
         cache_dir: Some(config.server.cache_dir.clone()),
         max_concurrent_calls: config.server.max_concurrent_calls,
         redact_min_run: config.redaction.min_run,
+        queue_timeout: config.server.queue_timeout,
         ..SandboxSettings::default()
     };
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);

@@ -112,6 +112,13 @@ pub struct ServerSettings {
     /// Calls that may run at once, across all tools.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_calls: u32,
+    /// `queue_timeout` as written, e.g. `"5s"`.
+    #[serde(default, rename = "queue_timeout")]
+    queue_timeout_text: Option<String>,
+    /// Longest a call waits for a free sandbox slot before it is refused
+    /// as busy (its own timeout starts once it has one).
+    #[serde(skip)]
+    pub queue_timeout: std::time::Duration,
 }
 
 /// `[stdio]`: who the local stdio client is, for access checks.
@@ -141,12 +148,18 @@ fn default_concurrency() -> u32 {
     64
 }
 
+fn default_queue_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             name: default_name(),
             cache_dir: default_cache_dir(),
             max_concurrent_calls: default_concurrency(),
+            queue_timeout_text: None,
+            queue_timeout: default_queue_timeout(),
         }
     }
 }
@@ -247,6 +260,13 @@ impl StockadeConfig {
         }
         let mut server = raw.server;
         server.cache_dir = base.join(&server.cache_dir);
+        server.queue_timeout = match &server.queue_timeout_text {
+            None => default_queue_timeout(),
+            Some(text) => parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid("server.queue_timeout", "a duration such as \"5s\""))?,
+        };
         let mut tools = Vec::new();
         let mut errors = Vec::new();
         for manifest_path in &raw.tools {

@@ -1,0 +1,49 @@
+"""Sandbox slots: waiting for one is bounded by `server.queue_timeout` and
+ends with a `busy` error naming the limit; a call's own timeout starts only
+when it has a slot."""
+
+from __future__ import annotations
+
+import time
+
+from test_hostile_resources import RawSession
+
+
+def deploy(deployment, *, queue_timeout: str, spin_timeout: str, quick_timeout: str):
+    deployment.server["max_concurrent_calls"] = 1
+    deployment.server["queue_timeout"] = queue_timeout
+    deployment.add_tool("cpu", "hostile_resource_cpu", limits={"timeout": spin_timeout, "fuel": 10**12})
+    deployment.add_tool("text-kit", "text_kit", limits={"timeout": quick_timeout})
+
+
+def test_a_queued_call_that_waits_too_long_is_busy_not_timed_out(deployment):
+    deploy(deployment, queue_timeout="300ms", spin_timeout="2s", quick_timeout="5s")
+    session = RawSession(deployment)
+    try:
+        session.send({"jsonrpc": "2.0", "id": 900, "method": "tools/call", "params": {"name": "spin", "arguments": {}}})
+        time.sleep(0.3)  # the spin holds the only slot
+        is_error, text = session.call("transform", {"text": "queued", "op": "upper"})
+        time.sleep(2)  # the spin ends at its own timeout and frees the slot
+        after = session.call("transform", {"text": "after", "op": "upper"})
+    finally:
+        session.close()
+    assert is_error
+    assert "busy: no sandbox slot came free within queue_timeout (300 ms; max_concurrent_calls = 1)" in text, text
+    assert "limit exceeded" not in text
+    assert after == (False, "AFTER")
+
+
+def test_time_spent_queued_does_not_count_against_the_calls_timeout(deployment):
+    deploy(deployment, queue_timeout="5s", spin_timeout="1s", quick_timeout="500ms")
+    session = RawSession(deployment)
+    try:
+        session.send({"jsonrpc": "2.0", "id": 900, "method": "tools/call", "params": {"name": "spin", "arguments": {}}})
+        time.sleep(0.3)
+        started = time.monotonic()
+        result = session.call("transform", {"text": "patient", "op": "upper"})
+        waited = time.monotonic() - started
+    finally:
+        session.close()
+    # It waited longer than its own 500 ms timeout for the slot, then ran.
+    assert waited > 0.5
+    assert result == (False, "PATIENT")
