@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import bz2
 import gzip
-import http.server
 import io
 import json
 import lzma
@@ -31,6 +30,7 @@ import pytest
 from conftest import BINARY, INITIALIZE, INITIALIZED, Deployment, tool_call
 from leaks import find_leaks
 from openbao import OpenBao
+from recording import RecordingServer
 
 TOKEN = "tok-" + "A1b2C3d4/E5f6+G7h8I9j0.k1"
 ROTATED = "tok-" + "Z9y8X7w6/V5u4+T3s2R1q0.p9"
@@ -103,161 +103,105 @@ COMPRESSIONS = [
 ]
 
 
-class Mirror:
+class Mirror(RecordingServer):
     """The bound upstream: checks the credential on /api/data, reflects it
     on /reflect in a chosen form and place, compresses it on /compressed,
-    forwards it to a third party on /store, and records every request."""
+    and forwards it to a third party on /store."""
 
     def __init__(self):
         self.expected = TOKEN
-        self.seen: list[dict] = []
-        mirror = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            # HTTP/1.1, so that transfer codings are legal in its responses.
-            protocol_version = "HTTP/1.1"
+    def respond(self, handler, body: bytes):
+        url = urlparse(handler.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        auth = handler.headers.get("Authorization", "")
+        value = auth.removeprefix("Bearer ")
+        if url.path == "/api/data":
+            ok = auth == FORMAT.format(self.expected)
+            handler.reply(200 if ok else 401, b'{"rows": [1, 2, 3]}' if ok else b"wrong token")
+        elif url.path == "/reflect":
+            self.reflect(handler, reflected_forms(value)[query["form"]], query["where"])
+        elif url.path == "/compressed":
+            self.compressed(handler, f"token={auth}".encode(), query["kind"])
+        elif url.path == "/store":
+            request = urllib.request.Request(query["to"] + "/put", data=auth.encode(), method="POST")
+            urllib.request.urlopen(request, timeout=5).read()
+            handler.reply(200, b"stored")
+        else:
+            handler.reply(200, b"ok")
 
-            def log_message(self, *args):
-                pass
+    @staticmethod
+    def reflect(handler, form: bytes, where: str):
+        half = len(form) // 2
+        if where == "body":
+            handler.reply(200, b"reflected: " + form + b"\n")
+        elif where == "header":
+            handler.reply(200, b"see headers", {"X-Echo": form.decode("latin-1")})
+        elif where == "header-name":
+            handler.reply(200, b"see header names", {"X-" + form.decode("latin-1"): "1"})
+        elif where == "split-headers":
+            handler.reply(200, b"halves", {"X-A": form[:half].decode("latin-1"), "X-B": form[half:].decode("latin-1")})
+        elif where == "multipart":
+            body = (
+                b"--cut\r\nContent-Type: text/plain\r\n\r\n" + form[:half]
+                + b"\r\n--cut\r\nContent-Type: text/plain\r\n\r\n" + form[half:] + b"\r\n--cut--\r\n"
+            )
+            handler.reply(200, body, {"Content-Type": "multipart/mixed; boundary=cut"})
 
-            def do_GET(self):
-                self.handle_any(b"")
-
-            def do_POST(self):
-                self.handle_any(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-            def handle_any(self, body: bytes):
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                mirror.seen.append(
-                    {"target": self.path, "headers": list(self.headers.items()), "body": body}
-                )
-                auth = self.headers.get("Authorization", "")
-                value = auth.removeprefix("Bearer ")
-                if url.path == "/api/data":
-                    ok = auth == FORMAT.format(mirror.expected)
-                    self.reply(200 if ok else 401, b'{"rows": [1, 2, 3]}' if ok else b"wrong token")
-                elif url.path == "/reflect":
-                    self.reflect(reflected_forms(value)[query["form"]], query["where"])
-                elif url.path == "/compressed":
-                    self.compressed(f"token={auth}".encode(), query["kind"])
-                elif url.path == "/store":
-                    request = urllib.request.Request(query["to"] + "/put", data=auth.encode(), method="POST")
-                    urllib.request.urlopen(request, timeout=5).read()
-                    self.reply(200, b"stored")
-                else:
-                    self.reply(200, b"ok")
-
-            def reflect(self, form: bytes, where: str):
-                if where == "body":
-                    self.reply(200, b"reflected: " + form + b"\n")
-                elif where == "header":
-                    self.reply(200, b"see headers", {"X-Echo": form.decode("latin-1")})
-                elif where == "header-name":
-                    self.reply(200, b"see header names", {"X-" + form.decode("latin-1"): "1"})
-                elif where == "split-headers":
-                    half = len(form) // 2
-                    self.reply(200, b"halves", {"X-A": form[:half].decode("latin-1"), "X-B": form[half:].decode("latin-1")})
-                elif where == "multipart":
-                    half = len(form) // 2
-                    body = (
-                        b"--cut\r\nContent-Type: text/plain\r\n\r\n" + form[:half]
-                        + b"\r\n--cut\r\nContent-Type: text/plain\r\n\r\n" + form[half:] + b"\r\n--cut--\r\n"
-                    )
-                    self.reply(200, body, {"Content-Type": "multipart/mixed; boundary=cut"})
-
-            def compressed(self, payload: bytes, kind: str):
-                zipped = io.BytesIO()
-                with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
-                    archive.writestr("token.txt", payload)
-                bodies = {
-                    "gzip-without-header": gzip.compress(payload),
-                    "zlib-without-header": zlib.compress(payload),
-                    "bzip2-without-header": bz2.compress(payload),
-                    "xz-without-header": lzma.compress(payload),
-                    "zip-without-header": zipped.getvalue(),
-                    "brotli-without-header": brotli.compress(payload),
-                }
-                if kind == "content-encoding-gzip":
-                    self.reply(200, gzip.compress(payload), {"Content-Encoding": "gzip"})
-                elif kind == "two-content-encoding-lines":
-                    self.send_response(200)
-                    self.send_header("Content-Encoding", "identity")
-                    self.send_header("Content-Encoding", "gzip")
-                    data = gzip.compress(payload)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                elif kind in ("transfer-encoding-gzip-chunked", "two-transfer-encoding-lines"):
-                    data = gzip.compress(payload)
-                    self.send_response(200)
-                    if kind == "two-transfer-encoding-lines":
-                        self.send_header("Transfer-Encoding", "gzip")
-                        self.send_header("Transfer-Encoding", "chunked")
-                    else:
-                        self.send_header("Transfer-Encoding", "gzip, chunked")
-                    self.end_headers()
-                    self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
-                else:
-                    self.reply(200, bodies[kind], {"Content-Type": "application/octet-stream"})
-
-            def reply(self, status, body, headers=None):
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+    @staticmethod
+    def compressed(handler, payload: bytes, kind: str):
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("token.txt", payload)
+        bare = {
+            "gzip-without-header": gzip.compress(payload),
+            "zlib-without-header": zlib.compress(payload),
+            "bzip2-without-header": bz2.compress(payload),
+            "xz-without-header": lzma.compress(payload),
+            "zip-without-header": zipped.getvalue(),
+            "brotli-without-header": brotli.compress(payload),
+        }
+        if kind in bare:
+            handler.reply(200, bare[kind], {"Content-Type": "application/octet-stream"})
+            return
+        data = gzip.compress(payload)
+        handler.send_response(200)
+        if kind == "content-encoding-gzip":
+            handler.send_header("Content-Encoding", "gzip")
+        elif kind == "two-content-encoding-lines":
+            handler.send_header("Content-Encoding", "identity")
+            handler.send_header("Content-Encoding", "gzip")
+        elif kind == "two-transfer-encoding-lines":
+            handler.send_header("Transfer-Encoding", "gzip")
+            handler.send_header("Transfer-Encoding", "chunked")
+        else:  # transfer-encoding-gzip-chunked
+            handler.send_header("Transfer-Encoding", "gzip, chunked")
+        if kind.startswith("transfer") or kind.startswith("two-transfer"):
+            handler.end_headers()
+            handler.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+        else:
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
 
 
-class Sink:
+class Sink(RecordingServer):
     """A second allowlisted origin that keeps what is posted to /put and
-    serves it back on /stored; records every request."""
+    serves it back on /stored."""
 
     def __init__(self):
-        self.seen: list[dict] = []
         self.stored = b""
-        sink = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self.handle_any(b"")
-
-            def do_POST(self):
-                self.handle_any(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-            def handle_any(self, body: bytes):
-                sink.seen.append({"target": self.path, "headers": list(self.headers.items()), "body": body})
-                if self.path == "/put":
-                    sink.stored = body
-                    reply = b"kept"
-                elif self.path == "/stored":
-                    reply = b"stored: " + sink.stored
-                else:
-                    reply = b"ok"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, handler, body: bytes):
+        if handler.path == "/put":
+            self.stored = body
+            handler.reply(200, b"kept")
+        elif handler.path == "/stored":
+            handler.reply(200, b"stored: " + self.stored)
+        else:
+            handler.reply(200, b"ok")
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ client, whatever the tool tries."""
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import time
 from urllib.parse import parse_qs, urlparse
 
@@ -15,6 +13,7 @@ import pytest
 
 from conftest import INITIALIZE, INITIALIZED, Deployment, raw_session, text_of, tool_call
 from openbao import OpenBao, Proxy
+from recording import RecordingServer
 
 pytestmark = pytest.mark.anyio
 
@@ -31,71 +30,43 @@ def openbao(tmp_path_factory):
     bao.stop()
 
 
-class Upstream:
+class Upstream(RecordingServer):
     """A local HTTP API that requires the bearer token, records what it
     receives, and can echo request headers back (hostile upstream)."""
 
     def __init__(self):
         self.expected = TOKEN_V1
-        self.seen: list[dict] = []
-        upstream = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    def record(self, handler, body: bytes) -> dict:
+        url = urlparse(handler.path)
+        return {
+            "path": url.path,
+            "query": parse_qs(url.query),
+            "headers": {k.lower(): v for k, v in handler.headers.items()},
+            "body": body.decode(errors="replace"),
+        }
 
-            def record(self, body=b""):
-                url = urlparse(self.path)
-                entry = {
-                    "path": url.path,
-                    "query": parse_qs(url.query),
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": body.decode(errors="replace"),
+    def respond(self, handler, body: bytes):
+        entry = self.seen[-1]
+        if entry["path"] == "/api/data":
+            if entry["headers"].get("authorization") == f"Bearer {self.expected}":
+                handler.reply(200, b'{"rows": [1, 2, 3]}', {"Content-Type": "application/json"})
+            else:
+                handler.reply(401, b"missing or wrong token")
+        elif entry["path"] == "/echo":
+            auth = entry["headers"].get("authorization", "")
+            echoed = json.dumps(
+                {
+                    "headers": entry["headers"],
+                    "query": entry["query"],
+                    "b64": base64.b64encode(auth.encode()).decode(),
+                    "hex": auth.encode().hex(),
                 }
-                upstream.seen.append(entry)
-                return entry
-
-            def do_GET(self):
-                entry = self.record()
-                if entry["path"] == "/api/data":
-                    if entry["headers"].get("authorization") == f"Bearer {upstream.expected}":
-                        self.reply(200, b'{"rows": [1, 2, 3]}', {"Content-Type": "application/json"})
-                    else:
-                        self.reply(401, b"missing or wrong token")
-                elif entry["path"] == "/echo":
-                    auth = entry["headers"].get("authorization", "")
-                    body = json.dumps(
-                        {
-                            "headers": entry["headers"],
-                            "query": entry["query"],
-                            "b64": base64.b64encode(auth.encode()).decode(),
-                            "hex": auth.encode().hex(),
-                        }
-                    ).encode()
-                    self.reply(200, body, {"X-Echo-Authorization": auth})
-                else:
-                    self.reply(200, b"ok")
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                self.record(self.rfile.read(length))
-                self.reply(200, b"ok")
-
-            def reply(self, status, body, headers=None):
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+            ).encode()
+            handler.reply(200, echoed, {"X-Echo-Authorization": auth})
+        else:
+            handler.reply(200, b"ok")
 
 
 @pytest.fixture
