@@ -96,12 +96,14 @@ pub enum CallError {
     Crashed(String),
     /// No sandbox slot came free in time.
     #[error(
-        "busy: no sandbox slot came free within queue_timeout ({} ms; max_concurrent_calls = {slots}); try again",
+        "busy: no sandbox slot came free within queue_timeout ({} ms; max_concurrent_calls = {slots}, tool_share = {share}); try again",
         waited.as_millis()
     )]
     Busy {
         /// Slots across all tools.
         slots: u32,
+        /// Slots one tool's calls may hold.
+        share: u32,
         /// How long the call waited.
         waited: Duration,
     },
@@ -139,9 +141,15 @@ impl Sandbox {
         let limits = &grant.limits;
         let mut fuel_used = 0;
         // Waiting for a slot is bounded on its own; the call's deadline
-        // starts only once it has one, with the store created below.
-        let slot = tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await;
-        let Ok(Ok(_slot)) = slot else {
+        // starts only once it has one, with the store created below. A
+        // component's calls first take a place in its share, so one busy
+        // tool can never hold every slot.
+        let wait = async {
+            let share = component.share.acquire().await?;
+            let slot = self.slots.acquire().await?;
+            Ok::<_, tokio::sync::AcquireError>((share, slot))
+        };
+        let Ok(Ok(_held)) = tokio::time::timeout(self.queue_timeout, wait).await else {
             return CallReport {
                 result: Err(self.busy()),
                 fuel_used,
@@ -194,6 +202,7 @@ impl Sandbox {
     fn busy(&self) -> CallError {
         CallError::Busy {
             slots: self.max_concurrent_calls,
+            share: self.tool_share,
             waited: self.queue_timeout,
         }
     }

@@ -35,6 +35,10 @@ pub struct SandboxSettings {
     pub redact_min_run: usize,
     /// Longest a call waits for a free slot before it is refused as busy.
     pub queue_timeout: Duration,
+    /// Slots one component's calls may hold at once; `None` is half of
+    /// `max_concurrent_calls` (at least one), so that one busy tool always
+    /// leaves room for the others.
+    pub tool_share: Option<u32>,
 }
 
 impl Default for SandboxSettings {
@@ -45,6 +49,7 @@ impl Default for SandboxSettings {
             max_wasm_stack: 512 << 10,
             redact_min_run: crate::secrets::redact::DEFAULT_MIN_RUN,
             queue_timeout: Duration::from_secs(5),
+            tool_share: None,
         }
     }
 }
@@ -58,6 +63,7 @@ pub struct Sandbox {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) max_concurrent_calls: u32,
     pub(crate) queue_timeout: Duration,
+    pub(crate) tool_share: u32,
     ticker_stop: Arc<AtomicBool>,
     /// Every credential injected in this process, for scrubbing.
     pub(crate) redactor: Arc<Redactor>,
@@ -72,6 +78,8 @@ pub struct LoadedComponent {
     pub digest: String,
     /// Whether the compiled form came from the cache.
     pub from_cache: bool,
+    /// The slots this component's calls may hold at once (its share).
+    pub(crate) share: Arc<Semaphore>,
 }
 
 impl Sandbox {
@@ -100,6 +108,10 @@ impl Sandbox {
             slots: Arc::new(Semaphore::new(settings.max_concurrent_calls as usize)),
             max_concurrent_calls: settings.max_concurrent_calls,
             queue_timeout: settings.queue_timeout,
+            tool_share: settings
+                .tool_share
+                .unwrap_or(settings.max_concurrent_calls / 2)
+                .clamp(1, settings.max_concurrent_calls.max(1)),
             ticker_stop,
             redactor: Arc::new(Redactor::new(settings.redact_min_run)),
         })
@@ -146,6 +158,7 @@ impl Sandbox {
             contract,
             digest,
             from_cache,
+            share: Arc::new(Semaphore::new(self.tool_share as usize)),
         })
     }
 }

@@ -110,6 +110,7 @@ async fn load(
         max_concurrent_calls: config.server.max_concurrent_calls,
         redact_min_run: config.redaction.min_run,
         queue_timeout: config.server.queue_timeout,
+        tool_share: config.server.tool_share,
         ..SandboxSettings::default()
     };
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);

@@ -112,6 +112,10 @@ pub struct ServerSettings {
     /// Calls that may run at once, across all tools.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_calls: u32,
+    /// Slots one tool's calls may hold at once (default: half of
+    /// `max_concurrent_calls`, at least one).
+    #[serde(default)]
+    pub tool_share: Option<u32>,
     /// `queue_timeout` as written, e.g. `"5s"`.
     #[serde(default, rename = "queue_timeout")]
     queue_timeout_text: Option<String>,
@@ -158,6 +162,7 @@ impl Default for ServerSettings {
             name: default_name(),
             cache_dir: default_cache_dir(),
             max_concurrent_calls: default_concurrency(),
+            tool_share: None,
             queue_timeout_text: None,
             queue_timeout: default_queue_timeout(),
         }
@@ -253,6 +258,16 @@ impl StockadeConfig {
             return Err(invalid(
                 "redaction.min_run",
                 &format!("a number from {} to {}", runs.start(), runs.end()),
+            ));
+        }
+        if raw
+            .server
+            .tool_share
+            .is_some_and(|share| share == 0 || share > raw.server.max_concurrent_calls)
+        {
+            return Err(invalid(
+                "server.tool_share",
+                "a number from 1 to server.max_concurrent_calls",
             ));
         }
         if raw.tools.is_empty() {
