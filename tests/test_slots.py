@@ -79,3 +79,21 @@ def test_a_busy_tool_holds_only_its_share_of_the_slots(deployment):
     # The spins ran two at a time, each for its own full timeout: none was busy.
     for request_id in spins:
         assert replies[request_id]["content"][0]["text"] == "limit exceeded: timeout (2000 ms)", replies[request_id]
+
+
+def test_a_cancelled_call_stops_and_frees_its_slot(deployment):
+    deploy(deployment, queue_timeout="500ms", spin_timeout="20s", quick_timeout="5s")
+    session = RawSession(deployment)
+    try:
+        session.send({"jsonrpc": "2.0", "id": 901, "method": "tools/call",
+                      "params": {"name": "spin", "arguments": {}}})
+        time.sleep(0.3)  # the spin holds the only slot, for up to 20 s
+        session.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                      "params": {"requestId": 901, "reason": "user pressed stop"}})
+        # Within the 500 ms queue_timeout the slot is free again.
+        after = session.call("transform", {"text": "next", "op": "upper"})
+    finally:
+        session.close()
+    assert after == (False, "NEXT")
+    log = (deployment.dir / "stderr.log").read_text()
+    assert "limit exceeded: timeout" not in log

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceTable;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
@@ -107,6 +108,9 @@ pub enum CallError {
         /// How long the call waited.
         waited: Duration,
     },
+    /// The client cancelled the call.
+    #[error("cancelled by the client")]
+    Cancelled,
     /// The host could not set the call up (details are in the host log).
     #[error("internal error running the tool")]
     Internal,
@@ -127,7 +131,8 @@ pub struct CallReport {
 
 impl Sandbox {
     /// Runs tool `name` of `component` with JSON `arguments` in a fresh
-    /// instance under `grant`, on behalf of `caller`.
+    /// instance under `grant`, on behalf of `caller`. Cancelling `cancel`
+    /// ends the call at once, queued or running, and frees its slot.
     pub async fn call(
         &self,
         component: &LoadedComponent,
@@ -135,6 +140,7 @@ impl Sandbox {
         caller: &CallerIdentity,
         name: &str,
         arguments: &str,
+        cancel: &CancellationToken,
     ) -> CallReport {
         let started = Instant::now();
         let record = Arc::new(Mutex::new(EgressRecord::default()));
@@ -149,13 +155,23 @@ impl Sandbox {
             let slot = self.slots.acquire().await?;
             Ok::<_, tokio::sync::AcquireError>((share, slot))
         };
-        let Ok(Ok(_held)) = tokio::time::timeout(self.queue_timeout, wait).await else {
-            return CallReport {
-                result: Err(self.busy()),
-                fuel_used,
-                egress: EgressRecord::default(),
-                duration: started.elapsed(),
-            };
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(self.queue_timeout, wait) => match waited {
+                Ok(Ok(held)) => Ok(held),
+                _ => Err(self.busy()),
+            },
+            () = cancel.cancelled() => Err(CallError::Cancelled),
+        };
+        let _held = match waited {
+            Ok(held) => held,
+            Err(err) => {
+                return CallReport {
+                    result: Err(err),
+                    fuel_used,
+                    egress: EgressRecord::default(),
+                    duration: started.elapsed(),
+                };
+            }
         };
         let result = match self.new_store(grant, caller, record.clone()) {
             Err(err) => {
@@ -173,11 +189,17 @@ impl Sandbox {
                             },
                         )
                 };
-                let outcome = match tokio::time::timeout(limits.timeout, run).await {
-                    Ok(Ok(Ok(output))) => Ok(output),
-                    Ok(Ok(Err(failure))) => Err(CallError::Tool(failure)),
-                    Ok(Err(err)) => Err(err),
-                    Err(_) => Err(CallError::Limit(LimitKind::Timeout(limits.timeout))),
+                // Dropping the running call (at its deadline or on
+                // cancellation) is clean: the guest stops at its next epoch
+                // yield or host call, and the store goes with it.
+                let outcome = tokio::select! {
+                    ran = tokio::time::timeout(limits.timeout, run) => match ran {
+                        Ok(Ok(Ok(output))) => Ok(output),
+                        Ok(Ok(Err(failure))) => Err(CallError::Tool(failure)),
+                        Ok(Err(err)) => Err(err),
+                        Err(_) => Err(CallError::Limit(LimitKind::Timeout(limits.timeout))),
+                    },
+                    () = cancel.cancelled() => Err(CallError::Cancelled),
                 };
                 fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
                 store.data().log.flush_stdio(&stdout, &stderr);

@@ -8,6 +8,7 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use serde_json::Value;
 use stockade_host_api::{CallError, CallReport, CallerIdentity, ContentItem, Sandbox, ToolOutput};
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditRecord, EventKind};
 use crate::policy::{self, Denial};
@@ -54,6 +55,7 @@ impl CallPath {
         caller: &CallerIdentity,
         name: &str,
         arguments: Option<JsonObject>,
+        cancel: &CancellationToken,
     ) -> Result<CallToolResult, McpError> {
         let correlation = new_correlation_id();
         let deny = |outcome: &str, message: String| {
@@ -97,6 +99,7 @@ impl CallPath {
                 caller,
                 &tool.component_name,
                 &encoded,
+                cancel,
             )
             .await;
         let (result, outcome, detail) = respond(tool, &report);
@@ -143,6 +146,7 @@ fn respond(
                 CallError::Limit(_) => "limit",
                 CallError::Crashed(_) => "crashed",
                 CallError::Busy { .. } => "busy",
+                CallError::Cancelled => "cancelled",
                 CallError::Internal => "internal_error",
             };
             // The host's own refusals come first: they name the rule.

@@ -85,10 +85,11 @@ impl ServerHandler for McpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // rmcp cancels `context.ct` on the client's notifications/cancelled.
         self.path
-            .call(&self.caller, &request.name, request.arguments)
+            .call(&self.caller, &request.name, request.arguments, &context.ct)
             .await
             .map(Into::into)
     }

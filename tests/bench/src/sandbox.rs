@@ -24,6 +24,7 @@ pub struct SandboxBench {
     grant: ToolGrant,
     caller: CallerIdentity,
     arguments: String,
+    never_cancelled: tokio_util::sync::CancellationToken,
 }
 
 impl SandboxBench {
@@ -61,6 +62,7 @@ impl SandboxBench {
                 ..CallerIdentity::default()
             },
             arguments,
+            never_cancelled: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -75,6 +77,7 @@ impl SandboxBench {
                 &self.caller,
                 "transform",
                 &self.arguments,
+                &self.never_cancelled,
             )
             .await;
         let output = report
