@@ -3,9 +3,13 @@
 //! Access rules come from the manifest's `[access]`; rate and concurrency
 //! from `[limits]`. The kill switch and approval (governance) plug in here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 
 use stockade_host_api::CallerIdentity;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -55,15 +59,14 @@ pub fn may_use(access: &Access, caller: &CallerIdentity) -> bool {
     group_ok && client_ok && user_ok
 }
 
+/// Callers' rate state: one GCRA cell per caller (governor), swept of
+/// idle callers when it grows past [`SWEEP_AT`].
+type CallerRates = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
 /// Rate and concurrency limits of one component's tools.
 pub struct ToolLimiter {
-    rate: Option<(Rate, Mutex<HashMap<String, Bucket>>)>,
+    rate: Option<(Rate, CallerRates)>,
     concurrency: Option<(u32, Arc<Semaphore>)>,
-}
-
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
 }
 
 /// Held for the duration of an admitted call.
@@ -71,52 +74,37 @@ pub struct Admission {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Buckets kept before idle ones are dropped.
-const MAX_BUCKETS: usize = 10_000;
+/// Callers tracked before those whose state has fully recovered are dropped.
+const SWEEP_AT: usize = 10_000;
 
 impl ToolLimiter {
     /// Limits from a manifest; `None` means unlimited.
     pub fn new(rate: Option<Rate>, concurrency: Option<u32>) -> Self {
         Self {
-            rate: rate.map(|r| (r, Mutex::new(HashMap::new()))),
+            rate: rate.map(|r| (r, RateLimiter::keyed(quota(r)))),
             concurrency: concurrency.map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
         }
     }
 
     /// Admits one call of `tool` by `caller`, or says why not.
     pub fn admit(&self, tool: &str, caller: &CallerIdentity) -> Result<Admission, Denial> {
-        if let Some((rate, buckets)) = &self.rate {
+        if let Some((rate, callers)) = &self.rate {
             let key = format!(
                 "{}\u{0}{}",
                 caller.client,
                 caller.user.as_deref().unwrap_or("")
             );
-            let mut buckets = buckets.lock().expect("rate buckets");
-            let now = Instant::now();
-            let refill = f64::from(rate.count) / rate.per.as_secs_f64();
-            if buckets.len() >= MAX_BUCKETS {
-                buckets.retain(|_, b| {
-                    b.tokens + now.duration_since(b.updated).as_secs_f64() * refill
-                        < f64::from(rate.count)
-                });
+            if callers.len() >= SWEEP_AT {
+                callers.retain_recent();
             }
-            let bucket = buckets.entry(key).or_insert(Bucket {
-                tokens: f64::from(rate.count),
-                updated: now,
-            });
-            let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-            bucket.tokens = (bucket.tokens + elapsed * refill).min(f64::from(rate.count));
-            bucket.updated = now;
-            if bucket.tokens < 1.0 {
-                let retry = Duration::from_secs_f64((1.0 - bucket.tokens) / refill);
+            if let Err(not_until) = callers.check_key(&key) {
                 return Err(Denial::RateLimited {
                     tool: tool.to_owned(),
                     count: rate.count,
                     per: rate.per,
-                    retry,
+                    retry: not_until.wait_time_from(DefaultClock::default().now()),
                 });
             }
-            bucket.tokens -= 1.0;
         }
         let permit = match &self.concurrency {
             Some((limit, semaphore)) => Some(semaphore.clone().try_acquire_owned().map_err(
@@ -129,6 +117,15 @@ impl ToolLimiter {
         };
         Ok(Admission { _permit: permit })
     }
+}
+
+/// `count` calls per `per`, all of them available at once (the burst).
+fn quota(rate: Rate) -> Quota {
+    let count = NonZeroU32::new(rate.count.max(1)).expect("at least one");
+    let period = (rate.per / count.get()).max(Duration::from_nanos(1));
+    Quota::with_period(period)
+        .expect("a non-zero period")
+        .allow_burst(count)
 }
 
 #[cfg(test)]
