@@ -22,11 +22,6 @@ pub const REPRESENTATION_HEADERS: &[&str] = &["range", "if-range", "te"];
 const PLACEHOLDER_MARK: &str = "{{secret:";
 
 impl SecretGrant {
-    /// Whether any of the tool's secrets is bound to `dest`.
-    pub fn binds(&self, dest: &Destination) -> bool {
-        self.bindings.iter().any(|b| b.binds(dest))
-    }
-
     /// Puts every secret bound to `dest` where its binding says, after
     /// refusing representation-changing headers. Each value injected is
     /// remembered by `redactor`. Returns whether anything was injected;
@@ -221,7 +216,7 @@ fn percent_decode_lower(text: &str) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(text: &str) -> String {
+fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
