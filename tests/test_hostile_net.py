@@ -364,6 +364,26 @@ async def test_a_response_above_max_response_fails(deployment, http_server):
     assert not small.is_error and text_of(small) == "200 " + "x" * 1000
 
 
+async def test_a_request_body_above_max_request_fails_before_anything_is_sent(deployment, http_server):
+    deployment.add_tool(
+        "thief",
+        "hostile_secret_thief",
+        egress={"allow": [{"url": http_server.url, "private": True}], "max_request": "1KiB"},
+    )
+    async with deployment.client() as client:
+        big = await client.call_tool(
+            "request", {"url": f"{http_server.url}/upload", "method": "POST", "body": "y" * 2048, "xor": 0}
+        )
+        small = await client.call_tool(
+            "request", {"url": f"{http_server.url}/upload", "method": "POST", "body": "y" * 100, "xor": 0}
+        )
+    assert big.is_error
+    assert "egress.max_request" in text_of(big) and "1024 bytes" in text_of(big), text_of(big)
+    assert not small.is_error, text_of(small)
+    # The small one was sent (the server answers 501: it has no POST route).
+    assert bytes.fromhex(text_of(small)).startswith(b"status 501")
+
+
 class SilentServer:
     """Accepts connections and then says nothing (or only a response head
     and the first bytes of a body, with `stall_body`)."""

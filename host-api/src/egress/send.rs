@@ -121,10 +121,12 @@ impl WasiHttpHooks for EgressHooks {
             let dest = policy
                 .admit(request.uri())
                 .map_err(|d| deny(d.to_string()))?;
+            let notes = FailureNotes::new(record.clone(), &dest, &policy, options);
             let (parts, body) = request.into_parts();
             let body = CappedBody::new(body, policy.max_request_bytes, Direction::Request)
                 .collect()
-                .await?
+                .await
+                .map_err(|err| notes.note(err))?
                 .to_bytes();
             refuse_placeholders(&parts.uri, &parts.headers, &body).map_err(deny)?;
             refuse_credential_pieces(&redactor.scrubber(), &parts.uri, &parts.headers, &body)
@@ -153,7 +155,6 @@ impl WasiHttpHooks for EgressHooks {
                 .expect("egress record")
                 .contacted
                 .push(dest.to_string());
-            let notes = FailureNotes::new(record.clone(), &dest, &policy, options);
             let (response, io) = send_pinned(request, options, &policy, &dest, &addrs, tls)
                 .await
                 .map_err(|err| notes.note(err))?;
