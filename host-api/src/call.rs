@@ -173,7 +173,7 @@ impl Sandbox {
                 };
             }
         };
-        let result = match self.new_store(grant, caller, record.clone()) {
+        let outcome = match self.new_store(grant, caller, record.clone()) {
             Err(err) => {
                 tracing::error!(tool = %grant.label, "cannot prepare call: {err}");
                 Err(CallError::Internal)
@@ -203,11 +203,13 @@ impl Sandbox {
                 };
                 fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
                 store.data().log.flush_stdio(&stdout, &stderr);
-                settle(outcome, &self.redactor.scrubber(), limits)
+                outcome
             }
         };
-        let mut egress = record.lock().expect("egress record").clone();
+        // Taken after the call, so it knows every value the call injected.
         let scrubber = self.redactor.scrubber();
+        let result = settle(outcome, &scrubber, limits);
+        let mut egress = record.lock().expect("egress record").clone();
         if !scrubber.is_empty() {
             for denial in &mut egress.denied {
                 *denial = scrubber.scrub_text(denial);

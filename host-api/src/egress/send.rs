@@ -243,21 +243,13 @@ async fn send_pinned(
     let host = http::HeaderValue::from_str(&dest.authority())
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     request.headers_mut().insert(http::header::HOST, host);
-    let request = request.map(|body| {
-        CappedBody::new(body, policy.max_request_bytes, Direction::Request).boxed_unsync()
-    });
 
+    // The body was read whole, within `max_request`, before admission.
     let io = tokio::spawn(conn);
     let response = tokio::time::timeout(first_byte, sender.send_request(request))
         .await
         .map_err(|_| HttpError::ConnectionReadTimeout)?
-        .map_err(|err| {
-            if err.is_body_write_aborted() || err.is_user() {
-                HttpError::HttpRequestBodySize(Some(policy.max_request_bytes))
-            } else {
-                HttpError::HttpProtocolError
-            }
-        })?;
+        .map_err(|_| HttpError::HttpProtocolError)?;
     let max_response = policy.max_response_bytes;
     let response = response.map(|body| {
         let body = body.map_err(|_| HttpError::HttpResponseIncomplete);

@@ -8,7 +8,7 @@
 
 use http::{HeaderMap, Uri};
 
-use super::redact::Scrubber;
+use super::redact::{Scrubber, hex_byte};
 use super::{Placement, Redactor, SecretGrant, SecretValue};
 use crate::egress::Destination;
 
@@ -153,27 +153,24 @@ pub(crate) fn refuse_credential_pieces(
     if scrubber.is_empty() {
         return Ok(());
     }
-    let mut place = None;
-    if scrubber.contains(uri.to_string().as_bytes()) {
-        place = Some("its URL".to_owned());
-    }
-    for (name, value) in headers {
-        if place.is_none()
-            && (scrubber.contains(name.as_str().as_bytes()) || scrubber.contains(value.as_bytes()))
-        {
-            place = Some(format!("header `{name}`"));
-        }
-    }
-    if place.is_none() && scrubber.contains(body) {
-        place = Some("its body".to_owned());
-    }
-    match place {
-        None => Ok(()),
-        Some(place) => Err(format!(
-            "egress denied: the request carries a piece of a credential in {place} \
-             (a tool never sends a credential itself)"
-        )),
-    }
+    let header = || {
+        headers.iter().find(|(name, value)| {
+            scrubber.contains(name.as_str().as_bytes()) || scrubber.contains(value.as_bytes())
+        })
+    };
+    let place = if scrubber.contains(uri.to_string().as_bytes()) {
+        "its URL".to_owned()
+    } else if let Some((name, _)) = header() {
+        format!("header `{name}`")
+    } else if scrubber.contains(body) {
+        "its body".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "egress denied: the request carries a piece of a credential in {place} \
+         (a tool never sends a credential itself)"
+    ))
 }
 
 /// The secret named after the first placeholder mark in `text`, if any.
@@ -197,10 +194,8 @@ fn percent_decode_lower(text: &str) -> String {
     let mut at = 0;
     while at < bytes.len() {
         let escaped = (bytes[at] == b'%')
-            .then(|| bytes.get(at + 1..at + 3))
-            .flatten()
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 16).ok());
+            .then(|| hex_byte(bytes.get(at + 1..at + 3)))
+            .flatten();
         match escaped {
             Some(byte) => {
                 out.push(byte);

@@ -381,7 +381,8 @@ fn decode_at(hay: &[u8], at: usize) -> (Decoded, usize) {
     decoded.unwrap_or((Decoded::byte(rest[0]), 1))
 }
 
-fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
+/// The byte two hex digits spell, if they do.
+pub(super) fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
     let digits = std::str::from_utf8(digits?).ok()?;
     u8::from_str_radix(digits, 16).ok()
 }
