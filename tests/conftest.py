@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -238,3 +241,68 @@ def raw_session(config: Path, messages: list, *, env: dict | None = None, timeou
         env=env,
     )
     return [json.loads(l) for l in proc.stdout.splitlines() if l.strip()], proc
+
+
+class RawSession:
+    """`stockade serve` driven with raw JSON-RPC lines, so the test knows
+    the server's pid (for its memory) and owns its lifetime."""
+
+    def __init__(self, deployment, env: dict | None = None):
+        self.stderr = open(deployment.dir / "stderr.log", "w")
+        self.proc = subprocess.Popen(
+            [str(BINARY), "serve", "--config", str(deployment.write())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env={"PATH": os.environ.get("PATH", ""), "STOCKADE_LOG": "warn", **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.next_id = 0
+        init = self.request(
+            "initialize",
+            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+        )
+        assert init["result"]["serverInfo"]["name"] == "stockade"
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def send(self, message: dict) -> None:
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: dict, timeout: float = 60) -> dict:
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = json.loads(self.lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            if reply.get("id") == self.next_id:
+                return reply
+
+    def call(self, name: str, arguments: dict) -> tuple[bool, str]:
+        """(is_error, text) of one tools/call."""
+        result = self.request("tools/call", {"name": name, "arguments": arguments})["result"]
+        text = "\n".join(c.get("text", "") for c in result["content"])
+        return bool(result.get("isError")), text
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.stderr.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from test_hostile_resources import RawSession
+from conftest import RawSession
 
 
 def test_access_hides_a_tool_from_callers_outside_it(deployment):

@@ -14,7 +14,6 @@ import gzip
 import io
 import json
 import lzma
-import os
 import socket
 import subprocess
 import threading
@@ -27,7 +26,7 @@ from urllib.parse import parse_qs, quote, urlparse
 import brotli
 import pytest
 
-from conftest import BINARY, INITIALIZE, INITIALIZED, Deployment, tool_call
+from conftest import BINARY, Deployment, RawSession
 from leaks import find_leaks
 from openbao import OpenBao
 from recording import RecordingServer
@@ -218,46 +217,15 @@ def sink():
     s.stop()
 
 
-class Session:
-    """`stockade serve` over stdio, one request at a time, with its log
-    (at trace level) kept for inspection."""
+class Session(RawSession):
+    """`stockade serve` over raw stdio with its log at trace level, and the
+    hostile tool's `request` undone on the way back."""
 
-    def __init__(self, config, env=None):
-        self.proc = subprocess.Popen(
-            [str(BINARY), "serve", "--config", str(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={"PATH": os.environ.get("PATH", ""), "STOCKADE_LOG": "trace", **(env or {})},
-        )
-        # The log is read as it comes, so a full pipe never stalls the server.
-        self.log: list[str] = []
-        threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
-        self.next_id = 10
-        self.send(INITIALIZE)
-        self.read(1)
-        self.send(INITIALIZED)
+    def __init__(self, deployment: Deployment, env=None):
+        self.log_file = deployment.dir / "stderr.log"
+        super().__init__(deployment, env={"STOCKADE_LOG": "trace", **(env or {})})
 
-    def send(self, message):
-        self.proc.stdin.write(json.dumps(message) + "\n")
-        self.proc.stdin.flush()
-
-    def read(self, request_id):
-        while True:
-            line = self.proc.stdout.readline()
-            assert line, "the server closed its output"
-            reply = json.loads(line)
-            if reply.get("id") == request_id:
-                return reply
-
-    def call(self, name, arguments) -> tuple[bool, str]:
-        """(is_error, text) of one tools/call."""
-        self.next_id += 1
-        self.send(tool_call(self.next_id, name, arguments))
-        reply = self.read(self.next_id)
-        result = reply["result"]
-        text = "\n".join(c.get("text", "") for c in result["content"])
-        return bool(result.get("isError")), text
-
-    def request(self, url, headers=(), method="GET", body="") -> tuple[bool, str, bytes]:
+    def exchange(self, url, headers=(), method="GET", body="") -> tuple[bool, str, bytes]:
         """(is_error, result text, bytes the tool received) of the hostile
         tool's `request`."""
         is_error, text = self.call(
@@ -268,10 +236,10 @@ class Session:
         return is_error, text, received
 
     def close(self) -> str:
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=30) == 0
-        time.sleep(0.2)  # the reader thread takes the last lines
-        return "".join(self.log)
+        """Ends the session cleanly and returns the whole log."""
+        super().close()
+        assert self.proc.returncode == 0
+        return self.log_file.read_text()
 
 
 def deploy(deployment: Deployment, bao: OpenBao, mirror: Mirror, sink: Sink, **secret):
@@ -297,7 +265,7 @@ def deploy(deployment: Deployment, bao: OpenBao, mirror: Mirror, sink: Sink, **s
         "cache_ttl": "1s",
         "timeout": "2s",
     }
-    return deployment.write()
+    return deployment
 
 
 def header_values(seen: dict, name: str) -> list[str]:
@@ -337,7 +305,7 @@ def test_every_reflection_reaches_the_tool_scrubbed(deployment, openbao, mirror,
     cases += [(form, "header-name") for form in NAME_FORMS]
     cases += [(form, "multipart") for form in ("raw", "base64-sent", "hex")]
     for form, where in cases:
-        is_error, text, received = session.request(f"{mirror.url}/reflect?form={form}&where={where}")
+        is_error, text, received = session.exchange(f"{mirror.url}/reflect?form={form}&where={where}")
         name = f"{form} in {where}"
         if is_error:
             failures.append(f"{name}: the call failed: {text}")
@@ -363,9 +331,9 @@ def test_every_reflection_reaches_the_tool_scrubbed(deployment, openbao, mirror,
 
 def test_compressed_responses_are_refused_naming_the_rule(deployment, openbao, mirror, sink):
     session = Session(deploy(deployment, openbao, mirror, sink))
-    results = {kind: session.request(f"{mirror.url}/compressed?kind={kind}") for kind in COMPRESSIONS}
+    results = {kind: session.exchange(f"{mirror.url}/compressed?kind={kind}") for kind in COMPRESSIONS}
     # The runtime keeps serving, and plain responses still arrive.
-    failed, _, received = session.request(f"{mirror.url}/api/data")
+    failed, _, received = session.exchange(f"{mirror.url}/api/data")
     log = session.close()
     for kind, (is_error, text, _) in results.items():
         assert is_error, f"{kind}: accepted"
@@ -379,27 +347,27 @@ def test_the_tool_cannot_choose_where_the_credential_goes(deployment, openbao, m
     session = Session(deploy(deployment, openbao, mirror, sink))
     placeholder = "{{secret:api_token}}"
     refused = {
-        "header to the bound origin": session.request(f"{mirror.url}/x", [("X-Stolen", f"Bearer {placeholder}")]),
-        "header to another origin": session.request(f"{sink.url}/x", [("X-Stolen", placeholder)]),
-        "query": session.request(f"{mirror.url}/x?leak={placeholder}"),
-        "percent-encoded query": session.request(f"{mirror.url}/x?leak=%7B%7Bsecret:api_token%7D%7D"),
-        "lower-case percent path": session.request(f"{sink.url}/%7b%7bsecret:api_token%7d%7d"),
-        "body": session.request(f"{mirror.url}/x", method="POST", body=f"token={placeholder}"),
-        "form-encoded body": session.request(
+        "header to the bound origin": session.exchange(f"{mirror.url}/x", [("X-Stolen", f"Bearer {placeholder}")]),
+        "header to another origin": session.exchange(f"{sink.url}/x", [("X-Stolen", placeholder)]),
+        "query": session.exchange(f"{mirror.url}/x?leak={placeholder}"),
+        "percent-encoded query": session.exchange(f"{mirror.url}/x?leak=%7B%7Bsecret:api_token%7D%7D"),
+        "lower-case percent path": session.exchange(f"{sink.url}/%7b%7bsecret:api_token%7d%7d"),
+        "body": session.exchange(f"{mirror.url}/x", method="POST", body=f"token={placeholder}"),
+        "form-encoded body": session.exchange(
             f"{sink.url}/x", method="POST", body="token=%7B%7Bsecret%3Aapi_token%7D%7D"
         ),
     }
     representation = {
-        header: session.request(f"{mirror.url}/reflect?form=raw&where=body", [(header, value)])
+        header: session.exchange(f"{mirror.url}/reflect?form=raw&where=body", [(header, value)])
         for header, value in (("Range", "bytes=0-7"), ("If-Range", "x"), ("TE", "gzip"))
     }
     sent_before = len(mirror.seen), len(sink.seen)
-    own_header = session.request(f"{mirror.url}/api/data", [("Authorization", "Basic dG9vbDpjaG9zZW4=")])
-    coding = session.request(f"{mirror.url}/x", [("Accept-Encoding", "gzip, br")])
-    spelled = session.request(mirror.url.replace("127.0.0.1", "127.0.0.1.") + "/x")
+    own_header = session.exchange(f"{mirror.url}/api/data", [("Authorization", "Basic dG9vbDpjaG9zZW4=")])
+    coding = session.exchange(f"{mirror.url}/x", [("Accept-Encoding", "gzip, br")])
+    spelled = session.exchange(mirror.url.replace("127.0.0.1", "127.0.0.1.") + "/x")
     # Once the credential has been injected, a tool that sends a piece of it
     # (a guess, or a copy) is refused before anything leaves.
-    guessed = session.request(f"{sink.url}/guess", method="POST", body=TOKEN[6:16])
+    guessed = session.exchange(f"{sink.url}/guess", method="POST", body=TOKEN[6:16])
     log = session.close()
 
     for name, (is_error, text, _) in refused.items():
@@ -427,15 +395,15 @@ def test_the_tool_cannot_choose_where_the_credential_goes(deployment, openbao, m
 def test_a_copy_elsewhere_comes_back_scrubbed_before_and_after_rotation(deployment, openbao, mirror, sink):
     session = Session(deploy(deployment, openbao, mirror, sink))
     try:
-        stored = session.request(f"{mirror.url}/store?to={sink.url}")
+        stored = session.exchange(f"{mirror.url}/store?to={sink.url}")
         # A later call reads the copy from the other origin first thing.
-        fetched = session.request(f"{sink.url}/stored")
+        fetched = session.exchange(f"{sink.url}/stored")
         openbao.put("tools/api", token=ROTATED)
         mirror.expected = ROTATED
         time.sleep(1.5)  # the cache_ttl is 1s
-        rotated = session.request(f"{mirror.url}/api/data")
-        old_copy = session.request(f"{sink.url}/stored")
-        new_echo = session.request(f"{mirror.url}/reflect?form=base64-sent&where=body")
+        rotated = session.exchange(f"{mirror.url}/api/data")
+        old_copy = session.exchange(f"{sink.url}/stored")
+        new_echo = session.exchange(f"{mirror.url}/reflect?form=base64-sent&where=body")
         log = session.close()
     finally:
         openbao.put("tools/api", token=TOKEN)
@@ -471,7 +439,7 @@ def test_the_vault_client_ignores_proxy_variables(deployment, openbao, mirror, s
     env = {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")}
     try:
         session = Session(deploy(deployment, openbao, mirror, sink), env=env)
-        is_error, text, received = session.request(f"{mirror.url}/api/data")
+        is_error, text, received = session.exchange(f"{mirror.url}/api/data")
         session.close()
     finally:
         stop.set()
@@ -502,8 +470,8 @@ def test_a_configured_vault_ca_is_the_only_trust_anchor(deployment, mirror, sink
             d.dir.mkdir()
             deploy(d, bao, mirror, sink)
             d.vault["ca_bundle"] = str(ca_bundle)
-            session = Session(d.write(), env={"SSL_CERT_FILE": str(bao.ca_file), "SSL_CERT_DIR": str(bao.ca_file.parent)})
-            results[name] = session.request(f"{mirror.url}/api/data")
+            session = Session(d, env={"SSL_CERT_FILE": str(bao.ca_file), "SSL_CERT_DIR": str(bao.ca_file.parent)})
+            results[name] = session.exchange(f"{mirror.url}/api/data")
             session.close()
     finally:
         bao.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from test_hostile_resources import RawSession
+from conftest import RawSession
 
 
 def deploy(deployment, *, queue_timeout: str, spin_timeout: str, quick_timeout: str, slots: int = 1):
