@@ -15,7 +15,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::contract;
 use crate::egress::{EgressHooks, EgressRecord};
 use crate::limits::{LimitHit, OversizePolicy, StoreLimiter};
-use crate::log::GuestLog;
+use crate::log::{GuestLog, LogRate};
+use crate::refusals::Refusals;
 use crate::secrets::Scrubber;
 use crate::{
     CallerIdentity, ContentItem, LoadedComponent, Sandbox, SandboxError, ToolDescriptor,
@@ -30,6 +31,7 @@ pub(crate) struct CallState {
     hooks: EgressHooks,
     limiter: StoreLimiter,
     fs: fs::FsGuard,
+    pub(crate) refusals: Refusals,
     pub(crate) caller: CallerIdentity,
     pub(crate) log: GuestLog,
 }
@@ -123,8 +125,11 @@ pub struct CallReport {
     pub result: Result<ToolOutput, CallError>,
     /// Fuel burnt.
     pub fuel_used: u64,
-    /// Destinations contacted and requests refused.
+    /// Destinations contacted and requests attempted.
     pub egress: EgressRecord,
+    /// What the host refused during the call, each rule once, in order
+    /// (at most eight, then a count of the rest).
+    pub refusals: Vec<String>,
     /// Wall-clock time, instantiation included.
     pub duration: Duration,
 }
@@ -169,11 +174,19 @@ impl Sandbox {
                     result: Err(err),
                     fuel_used,
                     egress: EgressRecord::default(),
+                    refusals: Vec::new(),
                     duration: started.elapsed(),
                 };
             }
         };
-        let outcome = match self.new_store(grant, caller, record.clone()) {
+        let refusals = Refusals::new(&grant.label);
+        let outcome = match self.new_store(
+            grant,
+            caller,
+            record.clone(),
+            refusals.clone(),
+            component.log_rate.clone(),
+        ) {
             Err(err) => {
                 tracing::error!(tool = %grant.label, "cannot prepare call: {err}");
                 Err(CallError::Internal)
@@ -202,23 +215,28 @@ impl Sandbox {
                     () = cancel.cancelled() => Err(CallError::Cancelled),
                 };
                 fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-                store.data().log.flush_stdio(&stdout, &stderr);
+                store.data_mut().log.flush_stdio(&stdout, &stderr);
                 outcome
             }
         };
         // Taken after the call, so it knows every value the call injected.
         let scrubber = self.redactor.scrubber();
         let result = settle(outcome, &scrubber, limits);
-        let mut egress = record.lock().expect("egress record").clone();
+        let egress = record.lock().expect("egress record").clone();
+        let (mut lines, more) = refusals.snapshot();
+        if more > 0 {
+            lines.push(format!("(and {more} further refusals not shown)"));
+        }
         if !scrubber.is_empty() {
-            for denial in &mut egress.denied {
-                *denial = scrubber.scrub_text(denial);
+            for line in &mut lines {
+                *line = scrubber.scrub_text(line);
             }
         }
         CallReport {
             result,
             fuel_used,
             egress,
+            refusals: lines,
             duration: started.elapsed(),
         }
     }
@@ -231,7 +249,9 @@ impl Sandbox {
         }
     }
 
-    /// Instantiates the component once to read its tool list.
+    /// Instantiates the component once to read its tool list, under
+    /// `grant`'s limits but none of its capabilities: listing needs no
+    /// directory, network or secret, so it gets none.
     pub async fn describe(
         &self,
         component: &LoadedComponent,
@@ -242,10 +262,19 @@ impl Sandbox {
             client: "stockade".into(),
             ..CallerIdentity::default()
         };
-        let (mut store, stdout, stderr) = self.new_store(grant, &caller, record)?;
+        let bare = ToolGrant {
+            label: grant.label.clone(),
+            limits: grant.limits.clone(),
+            fs: Vec::new(),
+            egress: Arc::new(crate::EgressPolicy::default()),
+            secrets: None,
+        };
+        let refusals = Refusals::new(&grant.label);
+        let (mut store, stdout, stderr) =
+            self.new_store(&bare, &caller, record, refusals, component.log_rate.clone())?;
         let run = contract::describe(&component.contract, &mut store);
         let listed = tokio::time::timeout(grant.limits.timeout, run).await;
-        store.data().log.flush_stdio(&stdout, &stderr);
+        store.data_mut().log.flush_stdio(&stdout, &stderr);
         match listed {
             Ok(Ok(Ok(tools))) => Ok(tools),
             Ok(Ok(Err(err))) => Err(SandboxError::Describe(err.to_string())),
@@ -264,6 +293,8 @@ impl Sandbox {
         grant: &ToolGrant,
         caller: &CallerIdentity,
         record: Arc<Mutex<EgressRecord>>,
+        refusals: Refusals,
+        log_rate: LogRate,
     ) -> Result<(Store<CallState>, MemoryOutputPipe, MemoryOutputPipe), SandboxError> {
         let limits = &grant.limits;
         let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
@@ -284,13 +315,15 @@ impl Sandbox {
                 grant.egress.clone(),
                 self.tls.clone(),
                 record,
+                refusals.clone(),
                 grant.secrets.clone(),
                 self.redactor.clone(),
             ),
-            limiter: StoreLimiter::new(limits),
-            fs: fs::FsGuard::new(&grant.label, &grant.fs),
+            limiter: StoreLimiter::new(limits, refusals.clone()),
+            fs: fs::FsGuard::new(&grant.fs, refusals.clone()),
+            refusals,
             caller: caller.clone(),
-            log: GuestLog::new(&grant.label, self.redactor.clone()),
+            log: GuestLog::new(&grant.label, log_rate, self.redactor.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -430,6 +463,7 @@ fn bound_output(output: ToolOutput, limits: &crate::CallLimits) -> Result<ToolOu
             Ok(ToolOutput {
                 content,
                 structured: None,
+                truncated: true,
             })
         }
     }
@@ -453,6 +487,7 @@ mod tests {
         let output = ToolOutput {
             content: vec![ContentItem::Text("é".repeat(100))],
             structured: None,
+            truncated: false,
         };
         let mut limits = CallLimits {
             max_output_bytes: 51,
@@ -467,6 +502,7 @@ mod tests {
         };
         assert_eq!(first.len(), 50);
         assert!(matches!(&cut.content[1], ContentItem::Text(t) if t.contains("truncated")));
+        assert!(cut.truncated && cut.structured.is_none());
     }
 
     #[test]
@@ -486,6 +522,7 @@ mod tests {
         let output = ToolOutput {
             content: vec![ContentItem::Text(text)],
             structured: None,
+            truncated: false,
         };
         let settled = settle(Ok(output), &redactor.scrubber(), &limits).unwrap();
         let ContentItem::Text(first) = &settled.content[0] else {

@@ -137,6 +137,7 @@ fn output(o: types::Output) -> ToolOutput {
             })
             .collect(),
         structured: o.structured,
+        truncated: false,
     }
 }
 

@@ -9,6 +9,7 @@ mod send;
 
 pub use address::{AddressClass, classify};
 pub use policy::{
-    Destination, EgressDenial, EgressPolicy, EgressRule, EgressScheme, HostPattern, RuleParseError,
+    DEFAULT_MAX_REQUESTS, Destination, EgressDenial, EgressPolicy, EgressRule, EgressScheme,
+    HostPattern, RuleParseError,
 };
 pub use send::{EgressHooks, EgressRecord, default_tls_config};

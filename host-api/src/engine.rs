@@ -15,6 +15,7 @@ use crate::cache::ArtifactCache;
 use crate::call::CallState;
 use crate::contract::{self, ContractPre};
 use crate::limits::MAX_MEMORY_BYTES;
+use crate::log::LogRate;
 use crate::secrets::Redactor;
 use crate::{SandboxError, egress, fs};
 
@@ -80,6 +81,8 @@ pub struct LoadedComponent {
     pub from_cache: bool,
     /// The slots this component's calls may hold at once (its share).
     pub(crate) share: Arc<Semaphore>,
+    /// How fast this component's calls may write to the host log.
+    pub(crate) log_rate: LogRate,
 }
 
 impl Sandbox {
@@ -90,6 +93,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| fs::add_to_linker(&mut linker))
+            .and_then(|()| crate::sockets::add_to_linker(&mut linker))
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .and_then(|()| contract::add_to_linker(&mut linker))
             .map_err(|err| SandboxError::Internal(format!("linker: {err:#}")))?;
@@ -159,6 +163,7 @@ impl Sandbox {
             digest,
             from_cache,
             share: Arc::new(Semaphore::new(self.tool_share as usize)),
+            log_rate: LogRate::default(),
         })
     }
 }

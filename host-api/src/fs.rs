@@ -9,17 +9,19 @@
 //! linked through a wrapper around wasmtime-wasi's own implementation that
 //! refuses files with more than one hard link (a link planted inside a
 //! grant may share its inode with a file outside it), device nodes, FIFOs
-//! and sockets, refuses to create hard links, and enforces the per-call
-//! caps of read-write grants: `max_files` new entries and `max_file_size`
-//! bytes per file.
+//! and sockets, refuses to create hard links and symlinks whose target
+//! could leave the grant, and enforces the per-call caps of read-write
+//! grants (`max_files` new entries and `max_file_size` bytes per file) and
+//! their cumulative quotas (`quota_bytes`, `quota_files`, in the `quota`
+//! submodule). Every refusal is recorded in the call's [`Refusals`].
 
 mod capped;
 mod guarded;
+mod quota;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Linker;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -28,6 +30,8 @@ pub(crate) use guarded::GuardedFs;
 
 use crate::SandboxError;
 use crate::call::CallState;
+use crate::refusals::Refusals;
+use quota::QuotaUse;
 
 /// Default `max_file_size` of a read-write grant: 64 MiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 20;
@@ -56,6 +60,10 @@ pub struct FsGrant {
     pub max_file_size: u64,
     /// Entries (files, directories, symlinks) one call may create (rw grants).
     pub max_files: u32,
+    /// Total bytes of regular files the directory may hold (rw grants).
+    pub quota_bytes: Option<u64>,
+    /// Total entries the directory may hold, at any depth (rw grants).
+    pub quota_files: Option<u64>,
 }
 
 /// Adds every grant to a call's WASI context as a preopened directory.
@@ -90,7 +98,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
 /// One call's filesystem bookkeeping: which grant every descriptor comes
 /// from, and what the call has created in each grant.
 pub(crate) struct FsGuard {
-    log: RefusalLog,
+    refusals: Refusals,
     grants: Vec<GrantUse>,
     /// Descriptor handle (resource rep) -> index in `grants`.
     origin: HashMap<u32, usize>,
@@ -103,16 +111,16 @@ struct GrantUse {
     max_file_size: u64,
     max_files: u32,
     created: u32,
+    /// Cumulative quotas, shared with the grant's output streams.
+    quota: Option<Arc<Mutex<QuotaUse>>>,
 }
 
 impl FsGuard {
-    /// Fresh bookkeeping for one call of tool `label` under `grants`.
-    pub(crate) fn new(label: &str, grants: &[FsGrant]) -> Self {
+    /// Fresh bookkeeping for one call under `grants`; refusals go to
+    /// `refusals`.
+    pub(crate) fn new(grants: &[FsGrant], refusals: Refusals) -> Self {
         Self {
-            log: RefusalLog {
-                tool: label.into(),
-                warned: Arc::default(),
-            },
+            refusals,
             grants: grants
                 .iter()
                 .map(|g| GrantUse {
@@ -121,6 +129,10 @@ impl FsGuard {
                     max_file_size: g.max_file_size,
                     max_files: g.max_files,
                     created: 0,
+                    quota: (g.mode == FsMode::ReadWrite)
+                        .then(|| QuotaUse::new(&g.host_dir, g.quota_bytes, g.quota_files))
+                        .flatten()
+                        .map(|q| Arc::new(Mutex::new(q))),
                 })
                 .collect(),
             origin: HashMap::new(),
@@ -128,32 +140,27 @@ impl FsGuard {
     }
 }
 
-/// The host log of one call's refusals: the first at `warn`, the rest at
-/// `debug`, so a tool looping on a refused operation cannot flood the log.
-#[derive(Clone)]
-struct RefusalLog {
-    tool: Arc<str>,
-    warned: Arc<AtomicBool>,
-}
-
-impl RefusalLog {
-    /// Logs that `path` of `grant` was refused, and why.
-    fn refused(&self, grant: &str, path: &str, why: &str) {
-        let tool = &*self.tool;
-        if self.warned.swap(true, Ordering::Relaxed) {
-            tracing::debug!(tool, grant, path, "refused: {why}");
-        } else {
-            tracing::warn!(tool, grant, path, "refused: {why}");
-        }
-    }
-
-    /// Logs that the call hit cap `key` (= `value`) of `grant`.
-    fn cap(&self, grant: &str, key: &str, value: u64) {
-        let tool = &*self.tool;
-        if self.warned.swap(true, Ordering::Relaxed) {
-            tracing::debug!(tool, grant, "limit exceeded: fs {key} ({value})");
-        } else {
-            tracing::warn!(tool, grant, "limit exceeded: fs {key} ({value})");
+/// Admits growth of a grant's directory by `bytes` and `entries` under its
+/// quotas, recording the refusal when it would pass one.
+fn grow_within_quota(
+    quota: Option<&Arc<Mutex<QuotaUse>>>,
+    refusals: &Refusals,
+    guest_path: &str,
+    bytes: u64,
+    entries: u64,
+) -> bool {
+    let Some(quota) = quota else {
+        return true;
+    };
+    let grown = quota
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .grow(bytes, entries);
+    match grown {
+        Ok(()) => true,
+        Err(kind) => {
+            refusals.record(kind.describe(guest_path));
+            false
         }
     }
 }

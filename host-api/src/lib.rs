@@ -3,8 +3,9 @@
 //! [`Sandbox`] owns the wasmtime engine; [`Sandbox::load`] turns a component
 //! file into a [`LoadedComponent`]; [`Sandbox::call`] runs one tool in a
 //! fresh instance under a [`ToolGrant`]. Each capability the host grants
-//! lives in its own module: [`fs`], [`egress`], [`context`], [`log`]; the
-//! bounds in [`limits`]. Nothing outside this crate touches wasmtime.
+//! lives in its own module: [`fs`], [`egress`], [`context`], [`log`],
+//! `sockets` (shut); the bounds in [`limits`]; what the host refused during
+//! a call in [`refusals`]. Nothing outside this crate touches wasmtime.
 
 mod cache;
 mod call;
@@ -15,7 +16,9 @@ mod engine;
 pub mod fs;
 pub mod limits;
 pub mod log;
+pub mod refusals;
 pub mod secrets;
+mod sockets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,6 +99,9 @@ pub struct ToolOutput {
     pub content: Vec<ContentItem>,
     /// Structured result as JSON text, if the tool gave one.
     pub structured: Option<String>,
+    /// Whether `max_output` cut the result (`on_oversize = "truncate"`);
+    /// structured content is then dropped.
+    pub truncated: bool,
 }
 
 impl ToolOutput {

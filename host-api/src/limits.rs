@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::refusals::Refusals;
+
 /// The bounds one tool call runs under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallLimits {
@@ -51,11 +53,13 @@ pub const MAX_MEMORY_BYTES: u64 = 1 << 30;
 
 /// Enforces the memory and table caps of one store and remembers whether
 /// the guest was refused, so a trap that follows can be reported as a
-/// memory limit rather than a crash.
+/// memory limit rather than a crash, and a failure the guest reports
+/// itself still names the cap.
 #[derive(Debug)]
 pub struct StoreLimiter {
     memory_bytes: usize,
     table_elements: usize,
+    refusals: Refusals,
     /// Set once a growth was refused.
     pub hit: Option<LimitHit>,
 }
@@ -70,11 +74,12 @@ pub enum LimitHit {
 }
 
 impl StoreLimiter {
-    /// A limiter for one call.
-    pub fn new(limits: &CallLimits) -> Self {
+    /// A limiter for one call, recording what it refuses in `refusals`.
+    pub fn new(limits: &CallLimits, refusals: Refusals) -> Self {
         Self {
             memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             table_elements: limits.table_elements,
+            refusals,
             hit: None,
         }
     }
@@ -90,6 +95,10 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
         let allowed = desired <= self.memory_bytes;
         if !allowed {
             self.hit = Some(LimitHit::Memory);
+            self.refusals.record(format!(
+                "limit exceeded: memory ({} bytes)",
+                self.memory_bytes
+            ));
         }
         Ok(allowed)
     }
@@ -103,6 +112,10 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
         let allowed = desired <= self.table_elements;
         if !allowed {
             self.hit = Some(LimitHit::Table);
+            self.refusals.record(format!(
+                "limit exceeded: table ({} elements)",
+                self.table_elements
+            ));
         }
         Ok(allowed)
     }
@@ -131,7 +144,8 @@ mod tests {
             memory_bytes: 1 << 20,
             ..CallLimits::default()
         };
-        let mut limiter = StoreLimiter::new(&limits);
+        let refusals = Refusals::new("t");
+        let mut limiter = StoreLimiter::new(&limits, refusals.clone());
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap());
         assert_eq!(limiter.hit, None);
         assert!(
@@ -140,6 +154,10 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(limiter.hit, Some(LimitHit::Memory));
+        assert_eq!(
+            refusals.snapshot().0,
+            [format!("limit exceeded: memory ({} bytes)", 1 << 20)]
+        );
     }
 
     #[test]
@@ -148,7 +166,7 @@ mod tests {
             table_elements: 10,
             ..CallLimits::default()
         };
-        let mut limiter = StoreLimiter::new(&limits);
+        let mut limiter = StoreLimiter::new(&limits, Refusals::new("t"));
         assert!(!limiter.table_growing(0, 11, None).unwrap());
         assert_eq!(limiter.hit, Some(LimitHit::Table));
     }

@@ -40,6 +40,8 @@ pub struct AuditRecord<'a> {
     pub output_bytes: u64,
     /// Destinations contacted.
     pub egress: &'a [String],
+    /// What the host refused during the call, by rule.
+    pub refusals: &'a [String],
     /// Refusals and limit messages.
     pub detail: Option<&'a str>,
 }
@@ -63,6 +65,7 @@ impl<'a> AuditRecord<'a> {
             fuel: 0,
             output_bytes: 0,
             egress: &[],
+            refusals: &[],
             detail: None,
         }
     }

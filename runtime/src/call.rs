@@ -110,6 +110,7 @@ impl CallPath {
         record.fuel = report.fuel_used;
         record.output_bytes = report.result.as_ref().map_or(0, ToolOutput::size_bytes);
         record.egress = &report.egress.contacted;
+        record.refusals = &report.refusals;
         record.detail = detail.as_deref();
         audit::record(&record);
         Ok(result)
@@ -134,7 +135,6 @@ fn respond(
     tool: &RegisteredTool,
     report: &CallReport,
 ) -> (CallToolResult, &'static str, Option<String>) {
-    let denials = &report.egress.denied;
     match &report.result {
         Ok(output) => match sanitize(tool, output) {
             Ok(result) => (result, "ok", None),
@@ -149,9 +149,17 @@ fn respond(
                 CallError::Cancelled => "cancelled",
                 CallError::Internal => "internal_error",
             };
-            // The host's own refusals come first: they name the rule.
-            let mut lines: Vec<String> = denials.clone();
-            lines.push(err.to_string());
+            // The host's own refusals come first: they name the rule,
+            // whatever the tool made of them. A limit that ended the call
+            // is said once.
+            let ended = err.to_string();
+            let mut lines: Vec<&str> = report
+                .refusals
+                .iter()
+                .map(String::as_str)
+                .filter(|line| *line != ended)
+                .collect();
+            lines.push(&ended);
             let message = lines.join("\n");
             (error_result(message.clone()), outcome, Some(message))
         }
@@ -173,6 +181,15 @@ fn sanitize(tool: &RegisteredTool, output: &ToolOutput) -> Result<CallToolResult
         })
         .collect();
     let mut result = CallToolResult::success(content);
+    if output.truncated && tool.output_validator.is_some() {
+        // A cut result cannot carry the structured content its schema
+        // requires: it goes back as an error holding what fitted.
+        result.is_error = Some(true);
+        result.content.push(ContentBlock::text(
+            "structured content dropped: the tool's output schema needs the whole result",
+        ));
+        return Ok(result);
+    }
     if let Some(text) = &output.structured {
         let value: Value = serde_json::from_str(text)
             .map_err(|_| "the tool returned structured content that is not JSON".to_owned())?;

@@ -131,6 +131,8 @@ struct RawFsGrant {
     mode: String,
     max_file_size: Option<String>,
     max_files: Option<u32>,
+    quota_bytes: Option<String>,
+    quota_files: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,6 +144,7 @@ struct RawEgress {
     read_timeout: Option<String>,
     max_request: Option<String>,
     max_response: Option<String>,
+    max_requests: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -249,12 +252,15 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
             ));
         }
         let (max_file_size, max_files) = fs_caps(grant, mode, &key, &invalid)?;
+        let (quota_bytes, quota_files) = fs_quotas(grant, mode, &key, &invalid)?;
         fs.push(FsGrant {
             guest_path: guest.clone(),
             host_dir,
             mode,
             max_file_size,
             max_files,
+            quota_bytes,
+            quota_files,
         });
     }
 
@@ -455,6 +461,41 @@ fn fs_caps(
     Ok(caps)
 }
 
+/// The cumulative quotas of a grant: `quota_bytes` and `quota_files`,
+/// which only a read-write grant may set.
+fn fs_quotas(
+    grant: &RawFsGrant,
+    mode: FsMode,
+    key: &str,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(Option<u64>, Option<u64>), ConfigError> {
+    let writable = |key: &str| {
+        if mode == FsMode::ReadWrite {
+            Ok(())
+        } else {
+            Err(invalid(key, "only on a grant with mode = \"rw\"".into()))
+        }
+    };
+    let mut quotas = (None, None);
+    if let Some(text) = &grant.quota_bytes {
+        let key = format!("{key}.quota_bytes");
+        writable(&key)?;
+        let bytes = parse_size(text).map_err(|e| invalid(&key, e))?;
+        quotas.0 = Some(
+            within(bytes, 0, 1 << 50).ok_or_else(|| invalid(&key, "a size up to 1PiB".into()))?,
+        );
+    }
+    if let Some(count) = grant.quota_files {
+        let key = format!("{key}.quota_files");
+        writable(&key)?;
+        quotas.1 = Some(
+            within(count, 0, 1 << 32)
+                .ok_or_else(|| invalid(&key, "a number from 0 to 4294967296".into()))?,
+        );
+    }
+    Ok(quotas)
+}
+
 fn is_clean_absolute(path: &str) -> bool {
     path.len() > 1
         && path.starts_with('/')
@@ -564,6 +605,10 @@ fn egress(
         &raw.max_response,
         &mut policy.max_response_bytes,
     )?;
+    if let Some(n) = raw.max_requests {
+        policy.max_requests = within(n, 1, 100_000)
+            .ok_or_else(|| invalid("egress.max_requests", "a count from 1 to 100000".into()))?;
+    }
     Ok(policy)
 }
 

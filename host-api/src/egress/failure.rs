@@ -1,10 +1,9 @@
-//! Explains, in the call's egress record, the failures the host's own
+//! Explains, in the call's refusals, the failures the host's own
 //! egress budgets cause (`max_response`, `max_request`, `read_timeout`,
 //! `connect_timeout`), so the client is told which manifest key stopped a
 //! request instead of whatever the tool chose to say about it.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,12 +12,12 @@ use hyper::body::{Body, Frame};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions};
 
 use super::policy::{Destination, EgressPolicy};
-use super::send::EgressRecord;
+use crate::refusals::Refusals;
 
-/// Writes one line per budget-caused failure of one request into the record.
+/// Records one line per budget-caused failure of one request.
 #[derive(Clone)]
 pub(super) struct FailureNotes {
-    record: Arc<Mutex<EgressRecord>>,
+    refusals: Refusals,
     destination: String,
     max_response_bytes: u64,
     max_request_bytes: u64,
@@ -32,7 +31,7 @@ pub(super) struct FailureNotes {
 impl FailureNotes {
     /// Notes for a request to `dest` under `policy`, sent with `options`.
     pub(super) fn new(
-        record: Arc<Mutex<EgressRecord>>,
+        refusals: Refusals,
         dest: &Destination,
         policy: &EgressPolicy,
         options: Option<RequestOptions>,
@@ -46,7 +45,7 @@ impl FailureNotes {
             (a, b) => a.or(b),
         };
         Self {
-            record,
+            refusals,
             destination: dest.to_string(),
             max_response_bytes: policy.max_response_bytes,
             max_request_bytes: policy.max_request_bytes,
@@ -58,11 +57,7 @@ impl FailureNotes {
     /// Records why `err` happened when a host budget caused it; returns `err`.
     pub(super) fn note(&self, err: HttpError) -> HttpError {
         if let Some(line) = self.explain(&err) {
-            tracing::warn!(target: "stockade::egress", "{line}");
-            let mut record = self.record.lock().expect("egress record");
-            if !record.denied.contains(&line) {
-                record.denied.push(line);
-            }
+            self.refusals.record(line);
         }
         err
     }
@@ -106,7 +101,7 @@ impl FailureNotes {
     }
 }
 
-/// A response body whose budget failures end up in the egress record.
+/// A response body whose budget failures end up in the call's refusals.
 pub(super) struct NotedBody<B> {
     inner: B,
     notes: FailureNotes,
@@ -144,8 +139,8 @@ mod tests {
     use super::*;
     use crate::egress::EgressScheme;
 
-    fn notes(options: Option<RequestOptions>) -> (FailureNotes, Arc<Mutex<EgressRecord>>) {
-        let record = Arc::new(Mutex::new(EgressRecord::default()));
+    fn notes(options: Option<RequestOptions>) -> (FailureNotes, Refusals) {
+        let refusals = Refusals::new("t");
         let dest = Destination {
             scheme: EgressScheme::Http,
             host: "127.0.0.1".into(),
@@ -158,19 +153,19 @@ mod tests {
             ..EgressPolicy::default()
         };
         (
-            FailureNotes::new(record.clone(), &dest, &policy, options),
-            record,
+            FailureNotes::new(refusals.clone(), &dest, &policy, options),
+            refusals,
         )
     }
 
     #[test]
     fn names_the_budget_that_stopped_a_request_once() {
-        let (notes, record) = notes(None);
+        let (notes, refusals) = notes(None);
         notes.note(HttpError::HttpResponseBodySize(Some(1024)));
         notes.note(HttpError::HttpResponseBodySize(Some(1024)));
         notes.note(HttpError::ConnectionReadTimeout);
         notes.note(HttpError::ConnectionRefused);
-        let denied = record.lock().unwrap().denied.clone();
+        let (denied, _) = refusals.snapshot();
         assert_eq!(
             denied,
             [
@@ -182,12 +177,12 @@ mod tests {
 
     #[test]
     fn a_shorter_timeout_the_tool_asked_for_is_not_blamed_on_the_host() {
-        let (notes, record) = notes(Some(RequestOptions {
+        let (notes, refusals) = notes(Some(RequestOptions {
             first_byte_timeout: Some(Duration::from_millis(100)),
             ..RequestOptions::default()
         }));
         notes.note(HttpError::ConnectionReadTimeout);
         notes.note(HttpError::HttpResponseBodySize(Some(10)));
-        assert!(record.lock().unwrap().denied.is_empty());
+        assert!(refusals.is_empty());
     }
 }

@@ -158,7 +158,12 @@ pub struct EgressPolicy {
     pub max_request_bytes: u64,
     /// Largest response body a tool may receive.
     pub max_response_bytes: u64,
+    /// Requests one call may attempt, refused ones included.
+    pub max_requests: u32,
 }
+
+/// Default `egress.max_requests`: requests one call may attempt.
+pub const DEFAULT_MAX_REQUESTS: u32 = 100;
 
 impl Default for EgressPolicy {
     fn default() -> Self {
@@ -168,6 +173,7 @@ impl Default for EgressPolicy {
             read_timeout: Duration::from_secs(10),
             max_request_bytes: 1 << 20,
             max_response_bytes: 4 << 20,
+            max_requests: DEFAULT_MAX_REQUESTS,
         }
     }
 }

@@ -18,16 +18,38 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use super::failure::FailureNotes;
 use super::policy::{Destination, EgressPolicy, EgressScheme};
 use super::response::scrub_response;
+use crate::refusals::Refusals;
 use crate::secrets::inject::{refuse_credential_pieces, refuse_placeholders};
 use crate::secrets::{Redactor, SecretGrant};
 
+/// Distinct destinations one call's record keeps.
+const MAX_RECORDED_DESTINATIONS: usize = 32;
+
 /// What the egress layer saw during one call, for the call's outcome.
+/// (Refusals go to the call's [`Refusals`].)
 #[derive(Debug, Default, Clone)]
 pub struct EgressRecord {
-    /// Destinations contacted, `scheme://host:port`.
+    /// Distinct destinations contacted, `scheme://host:port`, in order;
+    /// at most 32.
     pub contacted: Vec<String>,
-    /// Requests refused or cut short, with the rule or budget that did it.
-    pub denied: Vec<String>,
+    /// Requests the tool attempted, refused ones included.
+    pub requests: u32,
+}
+
+impl EgressRecord {
+    /// Counts one attempted request; returns the count so far.
+    fn attempt(&mut self) -> u32 {
+        self.requests = self.requests.saturating_add(1);
+        self.requests
+    }
+
+    /// Remembers that `dest` was contacted.
+    fn sent(&mut self, dest: &Destination) {
+        let dest = dest.to_string();
+        if self.contacted.len() < MAX_RECORDED_DESTINATIONS && !self.contacted.contains(&dest) {
+            self.contacted.push(dest);
+        }
+    }
 }
 
 /// Per-call `wasi:http` hooks enforcing an [`EgressPolicy`] and injecting
@@ -36,17 +58,20 @@ pub struct EgressHooks {
     policy: Arc<EgressPolicy>,
     tls: Arc<rustls::ClientConfig>,
     record: Arc<Mutex<EgressRecord>>,
+    refusals: Refusals,
     secrets: Option<Arc<SecretGrant>>,
     redactor: Arc<Redactor>,
 }
 
 impl EgressHooks {
-    /// Hooks for one call; `record` collects what happened and `redactor`
-    /// (the process's) every secret value injected.
+    /// Hooks for one call; `record` collects what was contacted,
+    /// `refusals` what was refused, and `redactor` (the process's) every
+    /// secret value injected.
     pub fn new(
         policy: Arc<EgressPolicy>,
         tls: Arc<rustls::ClientConfig>,
         record: Arc<Mutex<EgressRecord>>,
+        refusals: Refusals,
         secrets: Option<Arc<SecretGrant>>,
         redactor: Arc<Redactor>,
     ) -> Self {
@@ -54,6 +79,7 @@ impl EgressHooks {
             policy,
             tls,
             record,
+            refusals,
             secrets,
             redactor,
         }
@@ -110,18 +136,25 @@ impl WasiHttpHooks for EgressHooks {
         let policy = self.policy.clone();
         let tls = self.tls.clone();
         let record = self.record.clone();
+        let refusals = self.refusals.clone();
         let secrets = self.secrets.clone();
         let redactor = self.redactor.clone();
         Box::new(async move {
             let deny = |reason: String| {
-                tracing::warn!(target: "stockade::egress", "{reason}");
-                record.lock().expect("egress record").denied.push(reason);
+                refusals.record(reason);
                 HttpError::HttpRequestDenied
             };
+            let attempted = record.lock().expect("egress record").attempt();
+            if attempted > policy.max_requests {
+                return Err(deny(format!(
+                    "egress denied: the call has made egress.max_requests ({}) requests",
+                    policy.max_requests
+                )));
+            }
             let dest = policy
                 .admit(request.uri())
                 .map_err(|d| deny(d.to_string()))?;
-            let notes = FailureNotes::new(record.clone(), &dest, &policy, options);
+            let notes = FailureNotes::new(refusals.clone(), &dest, &policy, options);
             let (parts, body) = request.into_parts();
             let body = CappedBody::new(body, policy.max_request_bytes, Direction::Request)
                 .collect()
@@ -150,11 +183,7 @@ impl WasiHttpHooks for EgressHooks {
                     http::HeaderValue::from_static("identity"),
                 );
             }
-            record
-                .lock()
-                .expect("egress record")
-                .contacted
-                .push(dest.to_string());
+            record.lock().expect("egress record").sent(&dest);
             let (response, io) = send_pinned(request, options, &policy, &dest, &addrs, tls)
                 .await
                 .map_err(|err| notes.note(err))?;

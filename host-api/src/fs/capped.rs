@@ -1,4 +1,5 @@
-//! Output streams over the files of a grant, bounded by `max_file_size`.
+//! Output streams over the files of a grant, bounded by `max_file_size`
+//! and the grant's quotas.
 //!
 //! wasmtime-wasi's own file streams write on a blocking thread after the
 //! guest's `write` has returned, so a check made before handing the bytes
@@ -16,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-use super::RefusalLog;
+use super::quota::QuotaUse;
+use crate::refusals::Refusals;
 
 /// Bytes a guest may hand over per `write`.
 const WRITE_BUDGET: usize = 64 << 10;
@@ -25,10 +27,17 @@ const WRITE_BUDGET: usize = 64 << 10;
 static APPENDS: Mutex<()> = Mutex::new(());
 
 /// Why a stream write failed: it would have made the file larger than
-/// `max_file_size`. The guest sees `file-too-large`.
+/// `max_file_size`, or the grant's directory larger than its quota. The
+/// guest sees `file-too-large` or `quota`.
 #[derive(Debug, thiserror::Error)]
-#[error("limit exceeded: fs max_file_size ({0} bytes)")]
-pub(crate) struct CapExceeded(u64);
+pub(crate) enum CapExceeded {
+    /// `max_file_size`.
+    #[error("limit exceeded: fs max_file_size ({0} bytes)")]
+    FileSize(u64),
+    /// `quota_bytes`.
+    #[error("quota exceeded")]
+    Quota,
+}
 
 /// An output stream over one file of a read-write grant.
 pub(crate) struct CappedFileStream {
@@ -36,27 +45,35 @@ pub(crate) struct CappedFileStream {
     /// Where the next write goes; `None` appends.
     position: Option<u64>,
     max_file_size: u64,
-    /// The call's refusal log and the guest path of the grant.
-    log: RefusalLog,
+    quota: Option<Arc<Mutex<QuotaUse>>>,
+    /// The call's refusals and the guest path of the grant.
+    refusals: Refusals,
     grant: String,
     closed: bool,
 }
 
+/// What a stream is bounded by: the file size cap and the grant's quota.
+pub(crate) struct StreamCaps {
+    /// `max_file_size` of the grant.
+    pub(crate) max_file_size: u64,
+    /// The grant's quotas, if it has any.
+    pub(crate) quota: Option<Arc<Mutex<QuotaUse>>>,
+    /// Where refusals are recorded.
+    pub(crate) refusals: Refusals,
+    /// Guest path of the grant.
+    pub(crate) grant: String,
+}
+
 impl CappedFileStream {
     /// A stream writing `file` at `position` (or appending, for `None`).
-    pub(crate) fn new(
-        file: Arc<File>,
-        position: Option<u64>,
-        max_file_size: u64,
-        log: RefusalLog,
-        grant: String,
-    ) -> Self {
+    pub(crate) fn new(file: Arc<File>, position: Option<u64>, caps: StreamCaps) -> Self {
         Self {
             file,
             position,
-            max_file_size,
-            log,
-            grant,
+            max_file_size: caps.max_file_size,
+            quota: caps.quota,
+            refusals: caps.refusals,
+            grant: caps.grant,
             closed: false,
         }
     }
@@ -67,18 +84,24 @@ impl CappedFileStream {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         });
-        let at = match self.position {
-            Some(position) => position,
-            None => self.file.metadata()?.len(),
-        };
+        let len = self.file.metadata()?.len();
+        let at = self.position.unwrap_or(len);
         let end = at
             .checked_add(bytes.len() as u64)
             .filter(|end| *end <= self.max_file_size);
         let Some(end) = end else {
-            self.log
-                .cap(&self.grant, "max_file_size", self.max_file_size);
-            return Err(wasmtime::Error::new(CapExceeded(self.max_file_size)));
+            self.refusals.record(format!(
+                "limit exceeded: fs {} max_file_size ({} bytes)",
+                self.grant, self.max_file_size
+            ));
+            return Err(wasmtime::Error::new(CapExceeded::FileSize(
+                self.max_file_size,
+            )));
         };
+        let growth = end.saturating_sub(len);
+        if !super::grow_within_quota(self.quota.as_ref(), &self.refusals, &self.grant, growth, 0) {
+            return Err(wasmtime::Error::new(CapExceeded::Quota));
+        }
         self.file.write_all_at(bytes, at)?;
         if let Some(position) = &mut self.position {
             *position = end;
@@ -143,11 +166,13 @@ mod tests {
     }
 
     fn stream(file: &Arc<File>, position: Option<u64>, max: u64) -> CappedFileStream {
-        let log = RefusalLog {
-            tool: "t".into(),
-            warned: Arc::default(),
+        let caps = StreamCaps {
+            max_file_size: max,
+            quota: None,
+            refusals: Refusals::new("t"),
+            grant: "/w".into(),
         };
-        CappedFileStream::new(file.clone(), position, max, log, "/w".into())
+        CappedFileStream::new(file.clone(), position, caps)
     }
 
     fn refused_for_size(result: StreamResult<()>) -> bool {

@@ -11,11 +11,16 @@
 //!   linked files the same way; `link-at` is refused outright.
 //! - New entries (`open-at` with `create` where nothing existed,
 //!   `create-directory-at`, `symlink-at`) count against the grant's
-//!   `max_files`; past it the guest gets `quota`.
+//!   `max_files` and `quota_files`; past either the guest gets `quota`.
+//! - `symlink-at` is refused (`not-permitted`) unless the target is a
+//!   relative path without `..`: such a link resolves inside the grant
+//!   wherever it is created or later moved, so none that could lead out of
+//!   a grant is ever left on the host.
 //! - `write`, `set-size` and the output streams of a file refuse to make it
 //!   larger than the grant's `max_file_size` (`file-too-large`; a stream
 //!   reports it through `filesystem-error-code`, which wasi-libc does not
-//!   ask, so C and Rust `write()` see `EIO`).
+//!   ask, so C and Rust `write()` see `EIO`); growth past `quota_bytes`
+//!   gets `quota`.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -30,7 +35,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult, ReaddirIterator};
 
 use super::FsGuard;
-use super::capped::{CapExceeded, CappedFileStream};
+use super::capped::{CapExceeded, CappedFileStream, StreamCaps};
 
 /// Marks the guarded view as the data the filesystem bindings run on.
 pub(crate) struct Guarded;
@@ -89,10 +94,18 @@ impl<'a> GuardedFs<'a> {
         }
     }
 
-    /// Logs why `path` is refused and gives the guest `access`.
+    /// Records why `path` is refused and gives the guest `access`.
     fn refused(&self, fd: &Resource<Descriptor>, path: &str, why: &str) -> FsError {
-        self.guard.log.refused(self.grant_path(fd), path, why);
-        ErrorCode::Access.into()
+        self.refuse(fd, path, why, ErrorCode::Access)
+    }
+
+    /// Records why `path` is refused and gives the guest `code`.
+    fn refuse(&self, fd: &Resource<Descriptor>, path: &str, why: &str, code: ErrorCode) -> FsError {
+        let grant = self.grant_path(fd).trim_end_matches('/');
+        self.guard
+            .refusals
+            .record(format!("fs denied: {grant}/{path}: {why}"));
+        code.into()
     }
 
     /// Guest path of the grant `fd` belongs to, for the host log.
@@ -102,16 +115,58 @@ impl<'a> GuardedFs<'a> {
             .unwrap_or("?")
     }
 
-    /// Checks that grant `index` may gain one more entry in this call.
+    /// Checks that grant `index` may gain one more entry in this call and
+    /// under its quota, and counts it there.
     fn reserve_entry(&self, index: usize) -> FsResult<()> {
         let grant = &self.guard.grants[index];
-        if grant.writable && grant.created >= grant.max_files {
-            self.guard
-                .log
-                .cap(&grant.guest_path, "max_files", grant.max_files.into());
+        if !grant.writable {
+            return Ok(());
+        }
+        if grant.created >= grant.max_files {
+            self.guard.refusals.record(format!(
+                "limit exceeded: fs {} max_files ({} per call)",
+                grant.guest_path, grant.max_files
+            ));
             return Err(ErrorCode::Quota.into());
         }
-        Ok(())
+        self.grow(index, 0, 1)
+    }
+
+    /// Admits growth of grant `index` under its quota, or gives `quota`.
+    fn grow(&self, index: usize, bytes: u64, entries: u64) -> FsResult<()> {
+        let grant = &self.guard.grants[index];
+        let admitted = super::grow_within_quota(
+            grant.quota.as_ref(),
+            &self.guard.refusals,
+            &grant.guest_path,
+            bytes,
+            entries,
+        );
+        if admitted {
+            Ok(())
+        } else {
+            Err(ErrorCode::Quota.into())
+        }
+    }
+
+    /// Credits grant `index` with what the call removed from it.
+    fn free(&self, index: usize, bytes: u64, entries: u64) {
+        if let Some(quota) = &self.guard.grants[index].quota {
+            quota
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .free(bytes, entries);
+        }
+    }
+
+    /// Settles an entry reserved in grant `index`: counted when `made`
+    /// succeeded, given back when it failed.
+    fn entry_made<T>(&mut self, index: usize, made: FsResult<T>) -> FsResult<T> {
+        match &made {
+            Ok(_) => self.guard.grants[index].created += 1,
+            Err(_) => self.free(index, 0, 1),
+        }
+        made
     }
 
     /// The size cap for writes through `fd`, when it is a writable file.
@@ -124,18 +179,28 @@ impl<'a> GuardedFs<'a> {
         }
     }
 
-    /// Refuses a write through `fd` that would end past the size cap.
+    /// Refuses a write through `fd` that would end past the size cap or
+    /// grow the grant past its quota; counts the growth.
     fn check_end(&self, fd: &Resource<Descriptor>, end: Option<u64>) -> FsResult<()> {
         let Some(cap) = self.size_cap(fd)? else {
             return Ok(());
         };
-        if end.is_some_and(|end| end <= cap) {
+        let Some(end) = end.filter(|end| *end <= cap) else {
+            self.guard.refusals.record(format!(
+                "limit exceeded: fs {} max_file_size ({cap} bytes)",
+                self.grant_path(fd)
+            ));
+            return Err(ErrorCode::FileTooLarge.into());
+        };
+        let index = self.grant(fd)?;
+        if self.guard.grants[index].quota.is_none() {
             return Ok(());
         }
-        self.guard
-            .log
-            .cap(self.grant_path(fd), "max_file_size", cap);
-        Err(ErrorCode::FileTooLarge.into())
+        let len = match self.inner.table.get(fd)? {
+            Descriptor::File(file) => file.file.metadata()?.len(),
+            Descriptor::Dir(_) => return Ok(()),
+        };
+        self.grow(index, end.saturating_sub(len), 0)
     }
 
     /// An output stream over file `fd` that honours the size cap; `None`
@@ -153,13 +218,13 @@ impl<'a> GuardedFs<'a> {
         if file.perms.write_not_permitted() {
             return Err(ErrorCode::NotPermitted.into());
         }
-        let stream = CappedFileStream::new(
-            file.file.clone(),
-            position,
-            grant.max_file_size,
-            self.guard.log.clone(),
-            grant.guest_path.clone(),
-        );
+        let caps = StreamCaps {
+            max_file_size: grant.max_file_size,
+            quota: grant.quota.clone(),
+            refusals: self.guard.refusals.clone(),
+            grant: grant.guest_path.clone(),
+        };
+        let stream = CappedFileStream::new(file.file.clone(), position, caps);
         let stream: DynOutputStream = Box::new(stream);
         Ok(self.inner.table.push(stream)?)
     }
@@ -170,6 +235,12 @@ const SHARED: &str = "a file with more than one hard link may be a file outside 
 /// Why an open is refused.
 const UNOPENABLE: &str =
     "not a directory or a regular file with a single link (device, FIFO, socket or hard link)";
+
+/// Whether a symlink with this target resolves inside the directory tree
+/// it is created in, wherever that is: relative, and never going up.
+fn stays_inside(target: &str) -> bool {
+    !target.is_empty() && !target.starts_with('/') && target.split('/').all(|part| part != "..")
+}
 
 /// A second handle on a resource the guest lent us.
 fn borrow(fd: &Resource<Descriptor>) -> Resource<Descriptor> {
@@ -228,8 +299,10 @@ impl types::Host for GuardedFs<'_> {
         &mut self,
         err: Resource<wasmtime::Error>,
     ) -> wasmtime::Result<Option<ErrorCode>> {
-        if self.inner.table.get(&err)?.is::<CapExceeded>() {
-            return Ok(Some(ErrorCode::FileTooLarge));
+        match self.inner.table.get(&err)?.downcast_ref::<CapExceeded>() {
+            Some(CapExceeded::FileSize(_)) => return Ok(Some(ErrorCode::FileTooLarge)),
+            Some(CapExceeded::Quota) => return Ok(Some(ErrorCode::Quota)),
+            None => {}
         }
         types::Host::filesystem_error_code(&mut self.inner, err)
     }
@@ -309,9 +382,8 @@ impl HostDescriptor for GuardedFs<'_> {
     ) -> FsResult<()> {
         let grant = self.grant(&fd)?;
         self.reserve_entry(grant)?;
-        HostDescriptor::create_directory_at(&mut self.inner, fd, path).await?;
-        self.guard.grants[grant].created += 1;
-        Ok(())
+        let made = HostDescriptor::create_directory_at(&mut self.inner, fd, path).await;
+        self.entry_made(grant, made)
     }
 
     async fn stat(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorStat> {
@@ -353,8 +425,7 @@ impl HostDescriptor for GuardedFs<'_> {
         _new_path: String,
     ) -> FsResult<()> {
         let why = "hard links cannot be created in a grant";
-        self.guard.log.refused(self.grant_path(&fd), &old_path, why);
-        Err(ErrorCode::NotPermitted.into())
+        Err(self.refuse(&fd, &old_path, why, ErrorCode::NotPermitted))
     }
 
     async fn open_at(
@@ -394,10 +465,12 @@ impl HostDescriptor for GuardedFs<'_> {
             oflags,
             flags,
         )
-        .await?;
-        if creates {
-            self.guard.grants[grant].created += 1;
-        }
+        .await;
+        let opened = if creates {
+            self.entry_made(grant, opened)?
+        } else {
+            opened?
+        };
         if let Err(code) = vet_opened(self.inner.table.get(&opened)?, truncate) {
             self.inner.table.delete(opened)?;
             return Err(match code {
@@ -423,7 +496,10 @@ impl HostDescriptor for GuardedFs<'_> {
         fd: Resource<Descriptor>,
         path: String,
     ) -> FsResult<()> {
-        HostDescriptor::remove_directory_at(&mut self.inner, fd, path).await
+        let grant = self.grant(&fd)?;
+        HostDescriptor::remove_directory_at(&mut self.inner, fd, path).await?;
+        self.free(grant, 0, 1);
+        Ok(())
     }
 
     async fn rename_at(
@@ -433,7 +509,29 @@ impl HostDescriptor for GuardedFs<'_> {
         new_fd: Resource<Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        HostDescriptor::rename_at(&mut self.inner, fd, old_path, new_fd, new_path).await
+        let (from, to) = (self.grant(&fd)?, self.grant(&new_fd)?);
+        if from == to || self.guard.grants[to].quota.is_none() {
+            return HostDescriptor::rename_at(&mut self.inner, fd, old_path, new_fd, new_path)
+                .await;
+        }
+        // Moving into another grant's quota: a file is growth there; a
+        // directory (whose size is unknown without a walk) is refused.
+        let moved = self.peek(&fd, PathFlags::empty(), &old_path).await?;
+        let Some(moved) = moved else {
+            return Err(ErrorCode::NoEntry.into());
+        };
+        if moved.type_ == DescriptorType::Directory {
+            let why = "a directory cannot be moved into a grant that has a quota";
+            return Err(self.refuse(&new_fd, &new_path, why, ErrorCode::Quota));
+        }
+        self.grow(to, moved.size, 1)?;
+        let renamed =
+            HostDescriptor::rename_at(&mut self.inner, fd, old_path, new_fd, new_path).await;
+        match renamed {
+            Ok(()) => self.free(from, moved.size, 1),
+            Err(_) => self.free(to, moved.size, 1),
+        }
+        renamed
     }
 
     async fn symlink_at(
@@ -443,14 +541,26 @@ impl HostDescriptor for GuardedFs<'_> {
         dest_path: String,
     ) -> FsResult<()> {
         let grant = self.grant(&fd)?;
+        if !stays_inside(&src_path) {
+            let why = format!(
+                "symlink target `{src_path}` could lead out of the grant (a tool may create only symlinks whose target is a relative path without `..`)"
+            );
+            return Err(self.refuse(&fd, &dest_path, &why, ErrorCode::NotPermitted));
+        }
         self.reserve_entry(grant)?;
-        HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path).await?;
-        self.guard.grants[grant].created += 1;
-        Ok(())
+        let made = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path).await;
+        self.entry_made(grant, made)
     }
 
     async fn unlink_file_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
-        HostDescriptor::unlink_file_at(&mut self.inner, fd, path).await
+        let grant = self.grant(&fd)?;
+        let existing = self.peek(&fd, PathFlags::empty(), &path).await?;
+        HostDescriptor::unlink_file_at(&mut self.inner, fd, path).await?;
+        let bytes = existing
+            .filter(|stat| stat.type_ == DescriptorType::RegularFile && stat.link_count <= 1)
+            .map_or(0, |stat| stat.size);
+        self.free(grant, bytes, 1);
+        Ok(())
     }
 
     fn read_via_stream(

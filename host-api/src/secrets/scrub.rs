@@ -24,6 +24,7 @@ impl Scrubber {
                 })
                 .collect(),
             structured: output.structured.map(|s| self.scrub_json(s)),
+            truncated: output.truncated,
         }
     }
 
@@ -87,6 +88,7 @@ mod tests {
                 ContentItem::Json(format!("{{\"k\":\"{VALUE}\"}}")),
             ],
             structured: Some(r#"{"k":"\u0073k-live-0123456789abcdefXYZ"}"#.to_owned()),
+            truncated: false,
         });
         assert_eq!(
             output.content[0],

@@ -423,6 +423,31 @@ fn move_out(_: NoArgs) -> Result<Output, ToolError> {
     json(&attempts)
 }
 
+/// Symlinks to try to create in `/scratch`.
+#[derive(Deserialize, JsonSchema)]
+struct LinkArgs {
+    /// Pairs of (target, link path under `/scratch`).
+    links: Vec<(String, String)>,
+}
+
+/// Tries `symlink-at` for each pair and reports every outcome.
+fn plant_links(args: LinkArgs) -> Result<Output, ToolError> {
+    let work = preopen("/scratch").map_err(|code| ToolError::Failed(code.to_string()))?;
+    let attempts: Vec<Attempt> = args
+        .links
+        .iter()
+        .map(|(target, link)| {
+            Attempt::wasi(
+                "symlink_at",
+                &format!("/scratch :: {link} -> {target}"),
+                work.symlink_at(target, link),
+                |()| "linked".into(),
+            )
+        })
+        .collect();
+    json(&attempts)
+}
+
 /// How many entries to create in `/scratch`.
 #[derive(Deserialize, JsonSchema)]
 struct FillArgs {
@@ -655,6 +680,11 @@ impl Toolbox for FsAttacks {
                 "grow_file",
                 "Grows /scratch/big.bin one way or another.",
                 grow_file,
+            ),
+            Tool::new(
+                "plant_links",
+                "Tries to create each given symlink in /scratch.",
+                plant_links,
             ),
             Tool::new("read_file", "Reads a file (a benign call).", read_file),
         ]

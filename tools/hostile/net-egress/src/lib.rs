@@ -1,8 +1,9 @@
 //! Hostile: asks the host's `wasi:http` handler for destinations its
 //! allowlist forbids (unlisted hosts, loopback, private and metadata
 //! addresses, names that resolve to them, the wrong scheme) and follows
-//! redirects itself towards them. The host must refuse each request before
-//! a byte leaves, whatever the tool asks for.
+//! redirects itself towards them, or loops on a refused URL. The host must
+//! refuse each request before a byte leaves, whatever the tool asks for,
+//! and keep its own record of the refusals bounded.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -82,6 +83,30 @@ fn follow(args: FollowArgs) -> Result<Output, ToolError> {
     )))
 }
 
+/// Arguments of `hammer`.
+#[derive(Deserialize, JsonSchema)]
+struct HammerArgs {
+    /// The URL to ask for, again and again.
+    url: String,
+    /// How many times.
+    times: u32,
+}
+
+/// Asks for a URL `times` times whatever the answer, then fails in its own
+/// words, so the host's record of the refusals is all the client learns.
+fn hammer(args: HammerArgs) -> Result<Output, ToolError> {
+    let mut refused = 0;
+    for _ in 0..args.times {
+        if Request::get(&args.url).send().is_err() {
+            refused += 1;
+        }
+    }
+    Err(ToolError::Failed(format!(
+        "gave up: {refused} of {} requests failed",
+        args.times
+    )))
+}
+
 struct NetEgress;
 
 impl Toolbox for NetEgress {
@@ -92,6 +117,11 @@ impl Toolbox for NetEgress {
                 "follow",
                 "GETs a URL and follows 3xx redirects itself.",
                 follow,
+            ),
+            Tool::new(
+                "hammer",
+                "GETs one URL many times whatever the answer, then fails.",
+                hammer,
             ),
         ]
     }

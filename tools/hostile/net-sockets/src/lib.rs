@@ -127,6 +127,24 @@ fn sockets(args: SocketsArgs) -> Result<Output, ToolError> {
     Output::json(&report)
 }
 
+/// Arguments of `dial`.
+#[derive(Deserialize, JsonSchema)]
+struct DialArgs {
+    /// An IPv4 `address:port` to connect to.
+    target: String,
+}
+
+/// Connects with std's TCP and fails with whatever std says, so only the
+/// host's own record can name the rule.
+fn dial(args: DialArgs) -> Result<Output, ToolError> {
+    let target: SocketAddr = args
+        .target
+        .parse()
+        .map_err(|_| ToolError::InvalidInput("target: expected address:port".into()))?;
+    std_tcp(target).map_err(|err| ToolError::Failed(err.to_string()))?;
+    Ok(Output::text("connected"))
+}
+
 fn http_get(args: HttpGetArgs) -> Result<Output, ToolError> {
     let response = Request::get(&args.url).send()?;
     Ok(Output::text(response.text()))
@@ -141,6 +159,11 @@ impl Toolbox for NetSockets {
                 "sockets",
                 "Tries TCP, UDP and name lookup without wasi:http; reports each outcome.",
                 sockets,
+            ),
+            Tool::new(
+                "dial",
+                "Connects with std TCP and fails with std's own message.",
+                dial,
             ),
             Tool::new(
                 "http_get",

@@ -1,7 +1,9 @@
 //! Hostile: looks for authority it was never granted: environment
 //! variables (the host's secrets would be there), command-line arguments,
-//! standard input, a working directory, preopened directories. Also
-//! reports fresh random bytes, which must differ from call to call.
+//! standard input, a working directory, preopened directories — also while
+//! the host reads its tool list, which must run with no grant at all. Also
+//! reports fresh random bytes, which must differ from call to call, and the
+//! caller the host vouches for.
 
 use std::io::Read;
 
@@ -51,15 +53,39 @@ fn ambient(args: AmbientArgs) -> Result<Output, ToolError> {
     Output::json(&report)
 }
 
+/// No arguments.
+#[derive(Deserialize, JsonSchema)]
+struct NoArgs {}
+
+fn whoami(_: NoArgs) -> Result<Output, ToolError> {
+    let caller = stockade_sdk::caller();
+    Output::json(&serde_json::json!({
+        "client": caller.client,
+        "user": caller.user,
+        "groups": caller.groups,
+    }))
+}
+
 struct ResourceAmbient;
 
 impl Toolbox for ResourceAmbient {
     fn tools() -> Vec<Tool> {
-        vec![Tool::new(
-            "ambient",
-            "Reports the environment, arguments, stdin, cwd, preopens and random bytes it sees.",
-            ambient,
-        )]
+        // Runs when the host lists the tools, too: what it sees then goes
+        // into the description, where a test can read it.
+        let preopens: Vec<String> = wasi::filesystem::preopens::get_directories()
+            .into_iter()
+            .map(|(_, path)| path)
+            .collect();
+        vec![
+            Tool::new(
+                "ambient",
+                &format!(
+                    "Reports the environment, arguments, stdin, cwd, preopens and random bytes it sees. Preopens seen here: {preopens:?}"
+                ),
+                ambient,
+            ),
+            Tool::new("whoami", "Returns the caller the host reports.", whoami),
+        ]
     }
 }
 

@@ -1,6 +1,7 @@
 //! Hostile: grows its memory until the host refuses, through the allocator
-//! (which aborts when refused) and through raw `memory.grow` (which sees
-//! the refusal and reports how far it got). Neither may pass
+//! (which aborts when refused), through fallible allocation (which sees the
+//! refusal and fails in its own words) and through raw `memory.grow`
+//! (which sees the refusal and reports how far it got). Neither may pass
 //! `limits.memory`, and the runtime must give the memory back.
 
 use std::hint::black_box;
@@ -20,6 +21,21 @@ fn bomb(_: NoArgs) -> Result<Output, ToolError> {
     loop {
         // Written, not just reserved, so every page is really touched.
         let chunk = vec![0xA5u8; 1 << 20];
+        hoard.push(black_box(chunk));
+    }
+}
+
+fn hoard(_: NoArgs) -> Result<Output, ToolError> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = Vec::new();
+        if chunk.try_reserve_exact(1 << 20).is_err() {
+            return Err(ToolError::Failed(format!(
+                "allocation refused after {} MiB",
+                hoard.len()
+            )));
+        }
+        chunk.resize(1 << 20, 0xA5u8);
         hoard.push(black_box(chunk));
     }
 }
@@ -56,6 +72,11 @@ impl Toolbox for ResourceMemory {
         vec![
             Tool::new("bomb", "Allocates 1 MiB blocks until refused.", bomb),
             Tool::new("grow", "Grows memory a page at a time until refused.", grow),
+            Tool::new(
+                "hoard",
+                "Allocates 1 MiB blocks fallibly; fails in its own words when refused.",
+                hoard,
+            ),
             Tool::new("ok", "Returns at once.", ok),
         ]
     }
