@@ -180,10 +180,14 @@ async def test_a_file_cannot_be_renamed_or_linked_out_of_a_rw_grant(deployment, 
     for a in moves:
         assert not a["ok"], f"moved out: {a}"
         assert a["kind"] in REFUSED | READ_ONLY, a
-    # A symlink the tool plants may exist, but reading through it fails.
+    # Symlinks that would lead out are refused at creation, so reading
+    # through them finds nothing and none is left on the host.
+    links = [a for a in tried if a["op"] == "symlink_at"]
+    assert len(links) == 2 and all(a["kind"] == "not-permitted" for a in links), links
     for a in tried:
         if a["op"] == "read":
             assert not a["ok"] and a["kind"] in REFUSED, a
+    assert not any(p.is_symlink() for p in layout.work.rglob("*"))
     assert sorted(p.name for p in layout.root.iterdir()) == before
     assert (layout.work / "f.txt").read_text() == "moving"
     assert not (layout.data / "moved.txt").exists()
@@ -272,3 +276,86 @@ async def test_files_example_tool_under_caps(deployment, layout):
     assert not read.is_error and text_of(read) == "b" * 1000 + "c" * 24
     assert sorted(p.name for p in layout.work.iterdir()) == ["a.txt"]
     assert not (layout.data / "x.txt").exists()
+
+
+# Targets that could lead out of the grant from somewhere inside it, and
+# link paths at several depths (so a target that fits one depth is tried at
+# another, as a later rename could do).
+ESCAPING_TARGETS = [
+    "..",
+    "../secret",
+    "../../../../../../etc/passwd",
+    "sub/../../secret",
+    "./../secret",
+    "sub/..",
+    "/etc/passwd",
+    "/",
+    "",
+]
+
+
+async def test_a_symlink_that_could_lead_out_is_never_created(deployment, layout):
+    deploy(deployment, layout)
+    (layout.work / "sub").mkdir()
+    links = [[target, f"{where}esc{i}"] for i, target in enumerate(ESCAPING_TARGETS) for where in ("", "sub/")]
+    async with deployment.client() as client:
+        refused = attempts(await client.call_tool("plant_links", {"links": links}))
+        fine = attempts(await client.call_tool("plant_links", {"links": [["inside.txt", "ok1"], ["sub/x", "ok2"], ["./y", "sub/ok3"]]}))
+        await benign(client)
+    assert len(refused) == 2 * len(ESCAPING_TARGETS)
+    for a in refused:
+        assert not a["ok"] and a["kind"] in ("not-permitted", "no-entry"), a
+    assert all(a["ok"] for a in fine), fine
+    left = sorted(str(p.relative_to(layout.work)) for p in layout.work.rglob("*") if p.is_symlink())
+    assert left == ["ok1", "ok2", "sub/ok3"]
+    layout.untouched()
+
+
+async def test_quotas_hold_across_calls_and_a_restart(deployment, layout):
+    # Twelve entries in all, whatever the per-call cap (5) allows; the
+    # example `files` tool shares the grant and names the refusal.
+    deploy(deployment, layout, max_files=5, quota_files=12)
+    deployment.add_tool("files", "files", fs=layout.grants(quota_files=12), tool={"prefix": "f_"})
+    async with deployment.client() as client:
+        runs = [attempts(await client.call_tool("fill_files", {"count": 5, "prefix": f"r{i}"})) for i in range(4)]
+        refused = await client.call_tool("f_write_file", {"path": "/scratch/one-more.txt", "content": "x"})
+    assert [r["created"] for r in runs] == [5, 5, 2, 0]
+    assert runs[2]["stopped_by"]["kind"] == "QuotaExceeded", runs[2]
+    assert len(list(layout.work.rglob("*"))) == 12
+    assert refused.is_error
+    assert "quota: /scratch quota_files (12 entries)" in text_of(refused), text_of(refused)
+    # A new process measures the directory: the quota is still spent...
+    async with deployment.client() as client:
+        again = attempts(await client.call_tool("fill_files", {"count": 5, "prefix": "after"}))
+        # ...until something is removed.
+        for name in sorted(p.name for p in layout.work.iterdir())[:3]:
+            (layout.work / name).unlink()
+        freed = attempts(await client.call_tool("fill_files", {"count": 5, "prefix": "freed"}))
+        await benign(client)
+    assert again["created"] == 0 and again["stopped_by"]["kind"] == "QuotaExceeded", again
+    assert freed["created"] == 3, freed
+    assert len(list(layout.work.rglob("*"))) == 12
+
+
+async def test_quota_bytes_counts_every_way_a_directory_grows(deployment, layout):
+    cap = 64 * 1024
+    deploy(deployment, layout, quota_bytes="100KiB")
+    (layout.work / "old.bin").write_bytes(b"o" * 30 * 1024)
+    outcomes = {}
+    async with deployment.client() as client:
+        for how in GROWTHS:
+            (layout.work / "big.bin").unlink(missing_ok=True)
+            outcomes[how] = attempts(await client.call_tool("grow_file", {"how": how, "bytes": 3 * cap}))
+            total = sum(p.stat().st_size for p in layout.work.rglob("*") if p.is_file())
+            assert total <= 100 * 1024, (how, total)
+        # Within the quota, a file may be rewritten again and again: what
+        # a truncation frees is given back.
+        (layout.work / "big.bin").unlink(missing_ok=True)
+        rewrites = [attempts(await client.call_tool("grow_file", {"how": "write", "bytes": cap})) for _ in range(3)]
+        await benign(client)
+    for how, run in outcomes.items():
+        assert run["error"] is not None, (how, run)
+    assert outcomes["set_len"]["error"]["kind"] == "QuotaExceeded", outcomes["set_len"]
+    assert outcomes["pwrite"]["error"]["kind"] == "quota", outcomes["pwrite"]
+    assert all(r["error"] is None for r in rewrites), rewrites
+    assert (layout.work / "big.bin").stat().st_size == cap

@@ -51,7 +51,7 @@ impl ArtifactCache {
         bytes: &[u8],
     ) -> Result<(Component, bool), SandboxError> {
         let path = self.path_for(digest);
-        if path.exists() {
+        if path.exists() && self.is_private(&path) {
             // SAFETY: the artefact was written by `store` below for this
             // digest and engine; wasmtime checks the engine compatibility
             // before using it, and the directory is private to this account.
@@ -66,6 +66,27 @@ impl ArtifactCache {
             tracing::warn!("cannot write compiled artefact to the cache: {err}");
         }
         Ok((component, false))
+    }
+
+    /// Whether an artefact may be loaded: owned by the cache directory's
+    /// owner and writable by no one else. Anything else is recompiled (and
+    /// replaced by a private file).
+    fn is_private(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(file), Ok(dir)) = (
+            std::fs::symlink_metadata(path),
+            std::fs::metadata(&self.dir),
+        ) else {
+            return false;
+        };
+        let private = file.is_file() && file.uid() == dir.uid() && file.mode() & 0o022 == 0;
+        if !private {
+            tracing::warn!(
+                "recompiling: cached artefact {} is not private (a symlink, another owner, or writable by group or others)",
+                path.display()
+            );
+        }
+        private
     }
 
     fn store(&self, path: &Path, component: &Component) -> Result<(), String> {

@@ -333,7 +333,13 @@ impl HostDescriptor for GuardedFs<'_> {
 
     async fn set_size(&mut self, fd: Resource<Descriptor>, size: Filesize) -> FsResult<()> {
         self.check_end(&fd, Some(size))?;
-        HostDescriptor::set_size(&mut self.inner, fd, size).await
+        let grant = self.grant(&fd)?;
+        let before = HostDescriptor::stat(&mut self.inner, borrow(&fd))
+            .await?
+            .size;
+        HostDescriptor::set_size(&mut self.inner, fd, size).await?;
+        self.free(grant, before.saturating_sub(size), 0);
+        Ok(())
     }
 
     async fn set_times(
@@ -477,6 +483,9 @@ impl HostDescriptor for GuardedFs<'_> {
                 ErrorCode::Access => self.refused(&fd, &path, UNOPENABLE),
                 other => other.into(),
             });
+        }
+        if truncate && let Some(stat) = &existing {
+            self.free(grant, stat.size, 0);
         }
         self.guard.origin.insert(opened.rep(), grant);
         Ok(opened)

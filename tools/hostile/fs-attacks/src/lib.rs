@@ -456,6 +456,9 @@ struct FillArgs {
     /// Create directories instead of files.
     #[serde(default)]
     dirs: bool,
+    /// Prefix of the names, so calls can create distinct entries.
+    #[serde(default)]
+    prefix: String,
 }
 
 /// What a fill did.
@@ -471,10 +474,11 @@ fn fill_files(args: FillArgs) -> Result<Output, ToolError> {
     let mut created = 0;
     let mut stopped_by = None;
     for i in 0..args.count {
+        let prefix = &args.prefix;
         let path = if args.dirs {
-            format!("/scratch/dir-{i}")
+            format!("/scratch/{prefix}dir-{i}")
         } else {
-            format!("/scratch/file-{i}")
+            format!("/scratch/{prefix}file-{i}")
         };
         let result = if args.dirs {
             fs::create_dir(&path)
@@ -491,12 +495,10 @@ fn fill_files(args: FillArgs) -> Result<Output, ToolError> {
             }
         }
     }
-    let reopen_existing = (!args.dirs).then(|| {
-        let reopen = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open("/scratch/file-0");
-        Attempt::io("reopen", "/scratch/file-0", reopen, |_| "opened".into())
+    let reopen_existing = (!args.dirs && created > 0).then(|| {
+        let first = format!("/scratch/{}file-0", args.prefix);
+        let reopen = OpenOptions::new().create(true).append(true).open(&first);
+        Attempt::io("reopen", &first, reopen, |_| "opened".into())
     });
     json(&Filled {
         created,

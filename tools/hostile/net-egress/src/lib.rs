@@ -86,7 +86,8 @@ fn follow(args: FollowArgs) -> Result<Output, ToolError> {
 /// Arguments of `hammer`.
 #[derive(Deserialize, JsonSchema)]
 struct HammerArgs {
-    /// The URL to ask for, again and again.
+    /// The URL to ask for, again and again; `{i}` in it becomes the
+    /// attempt's number (from 1), so each attempt can differ.
     url: String,
     /// How many times.
     times: u32,
@@ -96,8 +97,9 @@ struct HammerArgs {
 /// words, so the host's record of the refusals is all the client learns.
 fn hammer(args: HammerArgs) -> Result<Output, ToolError> {
     let mut refused = 0;
-    for _ in 0..args.times {
-        if Request::get(&args.url).send().is_err() {
+    for i in 1..=args.times {
+        let url = args.url.replace("{i}", &i.to_string());
+        if Request::get(&url).send().is_err() {
             refused += 1;
         }
     }
