@@ -194,3 +194,28 @@ def test_a_cache_artefact_others_can_write_is_not_loaded(deployment, tmp_path):
     assert "not private" in checked.stderr
     # Recompiled and written afresh, private again.
     assert stat.S_IMODE(artefact.stat().st_mode) & 0o022 == 0
+
+
+async def test_a_result_far_past_max_output_is_refused_while_lifted(deployment):
+    # 8 MiB against max_output 64 KiB: wasmtime stops lifting at the
+    # transfer bound (4 MiB here), so the result is never copied whole;
+    # the client still reads the max_output rule.
+    deployment.add_tool("output", "hostile_resource_output", limits={"max_output": "64KiB", "memory": "128MiB"})
+    async with deployment.client() as client:
+        flood = await client.call_tool("huge", {"bytes": 48 << 20})
+        after = await client.call_tool("huge", {"bytes": 10})
+    assert flood.is_error and text_of(flood) == f"limit exceeded: max_output ({64 << 10} bytes)"
+    assert not after.is_error and text_of(after) == "x" * 10
+
+
+async def test_one_enormous_host_call_is_refused_before_it_is_copied(deployment):
+    deployment.add_tool("chatty", "hostile_chatty")
+    async with deployment.client() as client:
+        shout = await client.call_tool("shout", {"bytes": 8 << 20})
+        small = await client.call_tool("shout", {"bytes": 100})
+    assert shout.is_error
+    assert text_of(shout) == (
+        f"limit exceeded: the tool handed the host more than {4 << 20} bytes at once "
+        "(result or host call; see max_output)"
+    )
+    assert not small.is_error and text_of(small) == "shouted"

@@ -70,6 +70,9 @@ pub enum LimitKind {
     Stack,
     /// The result was larger than `max_output` (bytes).
     Output(u64),
+    /// The guest handed the host more than this many bytes in one step
+    /// (a host call's arguments or the result), refused while lifting.
+    Transfer(u64),
 }
 
 impl std::fmt::Display for LimitKind {
@@ -81,6 +84,10 @@ impl std::fmt::Display for LimitKind {
             Self::Timeout(d) => write!(f, "limit exceeded: timeout ({} ms)", d.as_millis()),
             Self::Stack => write!(f, "limit exceeded: stack"),
             Self::Output(n) => write!(f, "limit exceeded: max_output ({n} bytes)"),
+            Self::Transfer(n) => write!(
+                f,
+                "limit exceeded: the tool handed the host more than {n} bytes at once (result or host call; see max_output)"
+            ),
         }
     }
 }
@@ -327,6 +334,7 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(usize::try_from(limits.transfer_bytes()).unwrap_or(usize::MAX));
         store
             .set_fuel(limits.fuel)
             .map_err(|_| SandboxError::Internal("fuel is not enabled".into()))?;
@@ -361,6 +369,23 @@ impl CallError {
                 Self::Crashed("the tool panicked or aborted".into())
             }
             Some(trap) => Self::Crashed(trap.to_string()),
+            // wasmtime's error for this is a private type: its text is all
+            // there is to recognise it by.
+            // A host call's arguments are lifted with the guest on the
+            // stack (the error carries its frames); the result, after it
+            // returned.
+            None if format!("{err:#}").contains(HOSTCALL_FUEL_EXHAUSTED) => {
+                let in_host_call = err
+                    .downcast_ref::<WasmBacktrace>()
+                    .is_some_and(|trace| !trace.frames().is_empty());
+                let limit = if in_host_call {
+                    LimitKind::Transfer(limits.transfer_bytes())
+                } else {
+                    LimitKind::Output(limits.max_output_bytes)
+                };
+                state.refusals.record(limit.to_string());
+                Self::Limit(limit)
+            }
             None => {
                 tracing::error!(tool = %state.log_label(), "sandbox error: {err:#}");
                 self
@@ -368,6 +393,9 @@ impl CallError {
         }
     }
 }
+
+/// How wasmtime says a guest handed the host more than its hostcall fuel.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Innermost frames that must all belong to a recursion (at most
 /// [`RECURSION_FUNCTIONS`] distinct functions) before an out-of-bounds

@@ -47,6 +47,30 @@ impl Default for CallLimits {
     }
 }
 
+/// Slack over `max_output_bytes` for what a lifted result carries besides
+/// its text (item headers, MIME types).
+const LIFT_SLACK_BYTES: u64 = 64 << 10;
+/// Least data one guest-to-host step may carry, so ordinary host calls
+/// (a positional write of a few MiB) are never cut by a small `max_output`.
+const MIN_TRANSFER_BYTES: u64 = 4 << 20;
+
+impl CallLimits {
+    /// Bytes the guest may hand the host in one step (one host call's
+    /// arguments, or the call's result): wasmtime stops lifting and fails
+    /// the step as soon as it passes this, before copying. With
+    /// `on_oversize = "refuse"` a result much larger than `max_output` is
+    /// thus refused while it is lifted, never copied whole; with
+    /// `"truncate"` it is copied (at most the memory cap) so it can be cut.
+    pub fn transfer_bytes(&self) -> u64 {
+        match self.oversize {
+            OversizePolicy::Refuse => {
+                (self.max_output_bytes + LIFT_SLACK_BYTES).max(MIN_TRANSFER_BYTES)
+            }
+            OversizePolicy::Truncate => self.memory_bytes.max(MIN_TRANSFER_BYTES),
+        }
+    }
+}
+
 /// The largest `memory_bytes` a manifest may ask for; the pooling allocator
 /// reserves slots of this size.
 pub const MAX_MEMORY_BYTES: u64 = 1 << 30;

@@ -26,6 +26,8 @@
 pub mod http;
 mod tool;
 
+/// Severity of a [`log`] line.
+pub use bindings::stockade::tool::host::Level;
 pub use schemars;
 pub use serde_json;
 pub use tool::{Image, Output, Tool, ToolError, Toolbox, caller, log};

@@ -1,5 +1,6 @@
-//! Hostile: writes forged JSON-RPC to stdout and floods both streams.
-//! Stockade must keep the protocol stream clean and the host log bounded.
+//! Hostile: writes forged JSON-RPC to stdout, floods both streams, and
+//! hands the host one enormous log line. Stockade must keep the protocol
+//! stream clean, the host log bounded, and refuse the line before copying it.
 
 use std::io::Write;
 
@@ -40,6 +41,19 @@ fn flood(_: NoArgs) -> Result<Output, stockade_sdk::ToolError> {
     Ok(Output::text("flooded"))
 }
 
+/// Arguments of `shout`.
+#[derive(Deserialize, JsonSchema)]
+struct ShoutArgs {
+    /// Bytes in the one log line.
+    bytes: u32,
+}
+
+fn shout(args: ShoutArgs) -> Result<Output, stockade_sdk::ToolError> {
+    let line = "A".repeat(args.bytes as usize);
+    stockade_sdk::log(stockade_sdk::Level::Info, &line);
+    Ok(Output::text("shouted"))
+}
+
 struct Chatty;
 
 impl Toolbox for Chatty {
@@ -47,6 +61,11 @@ impl Toolbox for Chatty {
         vec![
             Tool::new("forge_jsonrpc", "Prints forged JSON-RPC.", forge),
             Tool::new("flood_stdio", "Writes 10 MiB to stdout and stderr.", flood),
+            Tool::new(
+                "shout",
+                "Logs one line of `bytes` bytes through host.log.",
+                shout,
+            ),
         ]
     }
 }
