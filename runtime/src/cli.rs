@@ -15,6 +15,8 @@ use crate::config::StockadeConfig;
 use crate::mcp::McpServer;
 use crate::registry::Registry;
 use crate::secrets::{Backend, DevBackend, VaultBackend};
+use crate::stdio::{EdgeLimits, StdioEdge};
+use tokio_util::sync::CancellationToken;
 
 /// Stockade: a sandboxed MCP tool runtime for WebAssembly components.
 #[derive(Parser)]
@@ -153,21 +155,51 @@ async fn serve(
                 groups: config.stdio.groups.clone(),
             };
             let server = McpServer::new(path, caller, &config.server.name);
-            let running = match server.serve(rmcp::transport::stdio()).await {
+            let shutdown = CancellationToken::new();
+            let service = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            let limits = EdgeLimits {
+                max_message: config.stdio.max_message,
+                max_depth: config.stdio.max_depth,
+                max_in_flight: config.stdio.max_in_flight,
+                shutdown_grace: config.server.shutdown_grace,
+            };
+            let edge = StdioEdge::new(limits, shutdown, service.clone());
+            let running = match server.serve_with_ct(edge, service).await {
                 Ok(running) => running,
-                // The client left before saying anything: nothing failed.
+                // The client left (or a signal came) before the session
+                // started: nothing failed.
                 Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
-                    tracing::info!("stdin closed before the session started");
+                    tracing::info!("input ended before the session started");
                     return Ok(ExitCode::SUCCESS);
                 }
                 Err(err) => {
                     return Err(err).context("MCP session over stdio failed to start");
                 }
             };
-            running.waiting().await.context("MCP session over stdio")?;
+            let reason = running.waiting().await.context("MCP session over stdio")?;
+            tracing::info!(?reason, "session over; exiting");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM and SIGINT; stop by closing standard input");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{name}: no new requests; calls in flight may finish within shutdown_grace");
+    shutdown.cancel();
 }
 
 async fn check(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::manifest::{self, ToolManifest};
 use crate::secrets::{VaultAuth, VaultSettings};
-use crate::units::parse_duration;
+use crate::units::{parse_duration, parse_size};
 
 /// A problem with a config or manifest file. Every message names the file
 /// and, where there is one, the key.
@@ -123,12 +123,33 @@ pub struct ServerSettings {
     /// as busy (its own timeout starts once it has one).
     #[serde(skip)]
     pub queue_timeout: std::time::Duration,
+    /// `shutdown_grace` as written, e.g. `"10s"`.
+    #[serde(default, rename = "shutdown_grace")]
+    shutdown_grace_text: Option<String>,
+    /// How long calls in flight may run on after SIGTERM, SIGINT or the
+    /// end of input before they are cancelled.
+    #[serde(skip)]
+    pub shutdown_grace: std::time::Duration,
 }
 
-/// `[stdio]`: who the local stdio client is, for access checks.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// `[stdio]`: who the local stdio client is, for access checks, and the
+/// bounds of its input.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdioSettings {
+    /// `max_message` as written, e.g. `"16MiB"`.
+    #[serde(default, rename = "max_message")]
+    max_message_text: Option<String>,
+    /// Longest input line (one message), in bytes; longer ones are
+    /// answered with an error and skipped.
+    #[serde(skip)]
+    pub max_message: usize,
+    /// Deepest nesting of arrays and objects a message may have.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    /// Requests that may be in flight at once; past it, input is not read.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     /// Client identity given to the stdio peer (default `stdio`).
     #[serde(default)]
     pub client: Option<String>,
@@ -138,6 +159,32 @@ pub struct StdioSettings {
     /// Groups the stdio peer belongs to.
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+fn default_max_message() -> usize {
+    16 << 20
+}
+
+fn default_max_depth() -> usize {
+    64
+}
+
+fn default_max_in_flight() -> usize {
+    64
+}
+
+impl Default for StdioSettings {
+    fn default() -> Self {
+        Self {
+            max_message_text: None,
+            max_message: default_max_message(),
+            max_depth: default_max_depth(),
+            max_in_flight: default_max_in_flight(),
+            client: None,
+            user: None,
+            groups: Vec::new(),
+        }
+    }
 }
 
 fn default_name() -> String {
@@ -150,6 +197,10 @@ fn default_cache_dir() -> PathBuf {
 
 fn default_concurrency() -> u32 {
     64
+}
+
+fn default_shutdown_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 
 fn default_queue_timeout() -> std::time::Duration {
@@ -165,6 +216,8 @@ impl Default for ServerSettings {
             tool_share: None,
             queue_timeout_text: None,
             queue_timeout: default_queue_timeout(),
+            shutdown_grace_text: None,
+            shutdown_grace: default_shutdown_grace(),
         }
     }
 }
@@ -282,6 +335,33 @@ impl StockadeConfig {
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| invalid("server.queue_timeout", "a duration such as \"5s\""))?,
         };
+        server.shutdown_grace = match &server.shutdown_grace_text {
+            None => default_shutdown_grace(),
+            Some(text) => parse_duration(text)
+                .ok()
+                .filter(|d| *d <= std::time::Duration::from_secs(300))
+                .ok_or_else(|| {
+                    invalid(
+                        "server.shutdown_grace",
+                        "a duration from 0s to 5m, such as \"10s\"",
+                    )
+                })?,
+        };
+        let mut stdio = raw.stdio;
+        stdio.max_message = match &stdio.max_message_text {
+            None => default_max_message(),
+            Some(text) => parse_size(text)
+                .ok()
+                .filter(|n| (1 << 10..=1 << 30).contains(n))
+                .ok_or_else(|| invalid("stdio.max_message", "a size from 1KiB to 1GiB"))?
+                as usize,
+        };
+        if !(8..=128).contains(&stdio.max_depth) {
+            return Err(invalid("stdio.max_depth", "a number from 8 to 128"));
+        }
+        if !(1..=10_000).contains(&stdio.max_in_flight) {
+            return Err(invalid("stdio.max_in_flight", "a number from 1 to 10000"));
+        }
         let mut tools = Vec::new();
         let mut errors = Vec::new();
         for manifest_path in &raw.tools {
@@ -298,7 +378,7 @@ impl StockadeConfig {
         let config = Self {
             vault,
             server,
-            stdio: raw.stdio,
+            stdio,
             redaction: raw.redaction,
             tools,
         };

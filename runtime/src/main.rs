@@ -10,6 +10,7 @@ mod mcp;
 mod policy;
 mod registry;
 mod secrets;
+mod stdio;
 mod units;
 
 fn main() -> std::process::ExitCode {
