@@ -85,6 +85,9 @@ pub fn main() -> ExitCode {
             } => check(&config, dev_secrets.as_deref()).await,
         }
     });
+    // A read of standard input may still be parked on a blocking thread;
+    // the process must not wait for it.
+    runtime.shutdown_background();
     match outcome {
         Ok(code) => code,
         Err(err) => {

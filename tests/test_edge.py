@@ -1,0 +1,248 @@
+"""The MCP edge over raw stdio: whatever a client sends, every request with
+an id gets exactly one answer with that id and the right code, stray input
+is survived, the server keeps serving, stdout stays pure JSON-RPC, a client
+that stops reading cannot grow the server's memory, and shutdown lets calls
+in flight finish (or cancels them after the grace period) without losing
+their audit records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BINARY, INITIALIZE, INITIALIZED, tool_call
+
+CPU = "hostile_resource_cpu"
+
+
+class Server:
+    """`stockade serve` with raw pipes; stdout is read only when asked."""
+
+    def __init__(self, deployment, log="info"):
+        self.stderr_path = deployment.dir / "stderr.log"
+        self.stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(
+            [str(BINARY), "serve", "--config", str(deployment.write())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env={"PATH": os.environ.get("PATH", ""), "STOCKADE_LOG": log},
+        )
+
+    def send_bytes(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, message) -> None:
+        self.send_bytes((json.dumps(message) if not isinstance(message, str) else message).encode() + b"\n")
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        assert line, "the server closed stdout"
+        return json.loads(line)
+
+    def expect(self, id_) -> dict:
+        """Reads until the answer to `id_`; every line must be JSON-RPC."""
+        while True:
+            message = self.read()
+            assert message.get("jsonrpc") == "2.0", message
+            if message.get("id") == id_:
+                return message
+
+    def start(self) -> None:
+        self.send(INITIALIZE)
+        assert self.expect(1)["result"]["serverInfo"]["name"] == "stockade"
+        self.send(INITIALIZED)
+
+    def alive(self, id_=999) -> None:
+        self.send({"jsonrpc": "2.0", "id": id_, "method": "tools/list", "params": {}})
+        assert "tools" in self.expect(id_)["result"]
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+    def close(self) -> int:
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.stderr.close()
+
+
+@pytest.fixture
+def server(deployment):
+    deployment.add_tool("cpu", CPU, limits={"timeout": "1s", "fuel": 10**12})
+    s = Server(deployment)
+    yield s
+    s.close()
+
+
+def test_stray_input_before_the_first_request_is_survived(server):
+    server.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+    server.send({"jsonrpc": "2.0", "id": 77, "result": {}})
+    server.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    server.start()
+    server.alive()
+    assert server.close() == 0
+    assert "ignored" in server.log()
+
+
+BROKEN = [
+    # (line, id expected in the answer, code, words in the message)
+    (b'{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"ok",', 41, -32700, "not valid JSON"),
+    (b'{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"ok","arguments":{"t":"\\ud83d"}}}', 42, -32700, "surrogate"),
+    (b'{"jsonrpc":"2.0","id":43,"method":"tools/call","params":{"name":"ok","arguments":{"t":"\xff\xfe"}}}', 43, -32700, "UTF-8"),
+    (b'{"jsonrpc":"2.0","id":44,"method":"tools/call","params":{"name":"ok","arguments":' + b"[" * 200 + b"]" * 200 + b"}}", 44, -32700, "deeper than 64"),
+    (b'{"jsonrpc":"2.0","id":45,"method":"tools/call","params":{"name":"ok","arguments":"x"}}', 45, -32602, "params.arguments"),
+    (b'{"jsonrpc":"2.0","id":46,"method":"tools/call","params":{"arguments":{}}}', 46, -32602, "params.name"),
+    (b'{"jsonrpc":"2.0","id":47,"method":"tools/call"}', 47, -32602, "needs `params`"),
+    (b'{"jsonrpc":"2.0","id":"s48","method":"tools/call","params":{"name":7}}', "s48", -32602, "params.name"),
+    (b'{"jsonrpc":"1.0","id":49,"method":"tools/list"}', 49, -32600, "jsonrpc"),
+    (b'[{"jsonrpc":"2.0","id":50,"method":"ping"}]', None, -32600, "batches"),
+    (b"42", None, -32600, "JSON object"),
+    (b"{not json at all", None, -32700, "not valid JSON"),
+]
+
+
+def test_every_broken_request_gets_one_answer_with_its_id(server):
+    server.start()
+    for line, id_, code, words in BROKEN:
+        server.send_bytes(line + b"\n")
+        answer = server.read()
+        assert answer["id"] == id_, (line[:80], answer)
+        assert answer["error"]["code"] == code, (line[:80], answer)
+        assert words in answer["error"]["message"], (line[:80], answer)
+    server.alive()
+    assert server.close() == 0
+
+
+def test_an_over_long_line_is_answered_not_buffered(deployment):
+    deployment.add_tool("cpu", CPU)
+    deployment.stdio = {"max_message": "64KiB"}
+    server = Server(deployment)
+    try:
+        server.start()
+        huge = {"jsonrpc": "2.0", "id": 60, "method": "tools/call", "params": {"name": "ok", "arguments": {"x": "y" * (4 << 20)}}}
+        server.send(huge)
+        answer = server.read()
+        assert answer["id"] == 60 and answer["error"]["code"] == -32600, answer
+        assert "stdio.max_message (65536 bytes)" in answer["error"]["message"]
+        server.alive()
+    finally:
+        assert server.close() == 0
+
+
+def test_a_second_initialize_and_a_duplicate_id_in_flight_are_refused(server):
+    server.start()
+    server.send(INITIALIZE)
+    again = server.expect(1)
+    assert again["error"]["code"] == -32600 and "already initialized" in again["error"]["message"]
+    # The spin call holds id 70 for a second; a second request with id 70
+    # is refused at once, and the first still gets its own answer.
+    server.send(tool_call(70, "spin", {}))
+    time.sleep(0.2)
+    server.send(tool_call(70, "ok", {}))
+    first = server.read()
+    assert first["id"] == 70 and first["error"]["code"] == -32600, first
+    assert "already in flight" in first["error"]["message"]
+    second = server.read()
+    assert second["id"] == 70 and second["result"]["isError"], second
+    assert "limit exceeded: timeout" in second["result"]["content"][0]["text"]
+    server.alive()
+    assert server.close() == 0
+
+
+def test_sigterm_lets_a_call_in_flight_finish_and_exits_zero(server):
+    server.start()
+    server.send(tool_call(80, "spin", {}))
+    time.sleep(0.2)
+    server.proc.send_signal(signal.SIGTERM)
+    answer = server.expect(80)
+    assert "limit exceeded: timeout (1000 ms)" in answer["result"]["content"][0]["text"]
+    assert server.proc.wait(timeout=30) == 0
+    log = server.log()
+    assert "SIGTERM" in log
+    assert '"tool":"spin","outcome":"limit"' in log
+
+
+def test_past_the_grace_period_calls_are_cancelled_and_audited(deployment):
+    deployment.add_tool("cpu", CPU, limits={"timeout": "30s", "fuel": 10**12})
+    deployment.server["shutdown_grace"] = "300ms"
+    server = Server(deployment)
+    server.start()
+    server.send(tool_call(81, "spin", {}))
+    time.sleep(0.2)
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGINT)
+    code = server.proc.wait(timeout=30)
+    took = time.monotonic() - started
+    server.close()
+    assert code == 0
+    log = server.log()
+    assert "SIGINT" in log and "cancelled" in log
+    assert '"tool":"spin","outcome":"cancelled"' in log
+    assert took < 10, took
+
+
+def test_end_of_input_waits_for_calls_in_flight(server):
+    server.start()
+    server.send(tool_call(82, "spin", {}))
+    time.sleep(0.1)
+    server.proc.stdin.close()
+    answer = server.expect(82)
+    assert "limit exceeded: timeout" in answer["result"]["content"][0]["text"]
+    assert server.proc.wait(timeout=30) == 0
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_stops_reading_cannot_grow_the_server(deployment):
+    deployment.add_tool("cpu", CPU)
+    deployment.stdio = {"max_in_flight": 16}
+    server = Server(deployment, log="warn")
+    try:
+        server.start()
+        server.alive(5)
+        before = rss_kib(server.proc.pid)
+        requests = 20_000
+        payload = b"".join(
+            json.dumps({"jsonrpc": "2.0", "id": 1000 + i, "method": "tools/list", "params": {}}).encode() + b"\n"
+            for i in range(requests)
+        )
+        writer = threading.Thread(target=lambda: server.send_bytes(payload), daemon=True)
+        writer.start()
+        time.sleep(3)
+        # Nobody reads stdout: the server has stopped reading stdin, so the
+        # writer is still blocked and the server's memory has not grown.
+        assert writer.is_alive()
+        during = rss_kib(server.proc.pid)
+        assert during - before < 20_000, (before, during)
+        # Reading again: every request gets its answer.
+        seen = 0
+        while seen < requests:
+            message = server.read()
+            if isinstance(message.get("id"), int) and message["id"] >= 1000:
+                assert "tools" in message["result"]
+                seen += 1
+        writer.join(timeout=30)
+        server.alive()
+    finally:
+        assert server.close() == 0
