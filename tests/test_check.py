@@ -76,3 +76,86 @@ def test_two_components_offering_the_same_name_clash(deployment):
     result = deployment.check()
     assert result.returncode != 0
     assert "already served" in result.stdout
+
+
+def test_names_missing_vault_files(deployment, tmp_path):
+    deployment.add_tool("text-kit", "text_kit")
+    deployment.vault = {
+        "address": "http://127.0.0.1:8200",
+        "auth": "approle",
+        "role_id_file": str(tmp_path / "no-role-id"),
+        "secret_id_file": str(tmp_path / "no-secret-id"),
+    }
+    result = deployment.check()
+    assert result.returncode != 0
+    assert "vault.role_id_file" in result.stderr + result.stdout
+    assert "no-role-id" in result.stderr + result.stdout
+    (tmp_path / "no-role-id").write_text("r")
+    (tmp_path / "no-secret-id").write_text("s")
+    deployment.vault["ca_bundle"] = str(tmp_path / "no-ca.pem")
+    result = deployment.check()
+    assert result.returncode != 0
+    assert "vault.ca_bundle" in result.stderr + result.stdout
+
+
+def test_warns_about_allow_entries_that_can_never_match(deployment):
+    deployment.add_tool(
+        "fetch",
+        "fetch",
+        egress={"allow": ["http://127.0.0.1:9000", "http://localhost:9001", {"url": "http://10.0.0.8", "private": True}, "https://example.com"]},
+    )
+    result = deployment.check()
+    assert result.returncode == 0, result.stdout
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
+    assert len(warnings) == 2, warnings
+    assert any("127.0.0.1" in w and "private = true" in w for w in warnings)
+    assert any("localhost" in w for w in warnings)
+
+
+def test_serve_strict_refuses_to_start_when_a_tool_is_refused(deployment):
+    import subprocess
+
+    from conftest import BINARY
+
+    deployment.add_tool("text-kit", "text_kit")
+    deployment.add_tool("broken", "text_kit", sha="ab" * 32)
+    strict = subprocess.run(
+        [str(BINARY), "serve", "--strict", "--config", str(deployment.write())],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert strict.returncode == 1
+    assert "--strict: 1 tool(s) refused" in strict.stderr
+    lenient = subprocess.run(
+        [str(BINARY), "serve", "--config", str(deployment.write())],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert lenient.returncode == 0, lenient.stderr
+
+
+def test_json_logs_and_no_payloads_at_debug(deployment):
+    import json
+    import subprocess
+
+    from conftest import BINARY, INITIALIZE, INITIALIZED, tool_call
+
+    deployment.add_tool("text-kit", "text_kit")
+    lines = [INITIALIZE, INITIALIZED, tool_call(2, "transform", {"text": "password=hunter2", "op": "upper"})]
+    proc = subprocess.run(
+        [str(BINARY), "--log-format", "json", "serve", "--config", str(deployment.write())],
+        input="".join(json.dumps(l) + "\n" for l in lines),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "STOCKADE_LOG": "trace"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert records and all("level" in r for r in records)
+    assert "hunter2" not in proc.stderr
+    assert any(r.get("target") == "stockade::audit" for r in records)

@@ -12,6 +12,7 @@ use stockade_host_api::{CallerIdentity, Sandbox, SandboxSettings};
 
 use crate::call::CallPath;
 use crate::config::StockadeConfig;
+use crate::logging::LogFormat;
 use crate::mcp::McpServer;
 use crate::registry::Registry;
 use crate::secrets::{Backend, DevBackend, VaultBackend};
@@ -24,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines (on stderr) are written.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -40,6 +44,9 @@ enum Command {
         /// of Vault (`"mount/data/path#key" = "value"` lines).
         #[arg(long, value_name = "FILE")]
         dev_secrets: Option<PathBuf>,
+        /// Refuse to start when any tool is refused (default: serve the rest).
+        #[arg(long)]
+        strict: bool,
     },
     /// Validate the config, every manifest and every component, then exit.
     Check {
@@ -61,7 +68,7 @@ enum Transport {
 /// Parses arguments, runs the command, reports errors without a backtrace.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init();
+    crate::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,7 +85,8 @@ pub fn main() -> ExitCode {
                 config,
                 transport,
                 dev_secrets,
-            } => serve(&config, transport, dev_secrets.as_deref()).await,
+                strict,
+            } => serve(&config, transport, dev_secrets.as_deref(), strict).await,
             Command::Check {
                 config,
                 dev_secrets,
@@ -133,11 +141,18 @@ async fn serve(
     config_path: &Path,
     transport: Transport,
     dev_secrets: Option<&Path>,
+    strict: bool,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (config, sandbox, registry, problems) = load(config_path, dev_secrets).await?;
     for problem in &problems {
         tracing::error!("tool refused: {problem}");
+    }
+    if strict && !problems.is_empty() {
+        anyhow::bail!(
+            "--strict: {} tool(s) refused (see above); not serving",
+            problems.len()
+        );
     }
     tracing::info!(
         tools = registry.len(),
@@ -187,6 +202,36 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Allowlist entries of `tool` that can never admit a request: a host
+/// that is a non-public address literal (or `localhost`) without
+/// `private = true`, which the address check always refuses.
+fn never_matching(tool: &crate::registry::RegisteredTool) -> Vec<String> {
+    use stockade_host_api::egress::{AddressClass, HostPattern, classify};
+    let manifest = &tool.component.manifest;
+    manifest
+        .egress
+        .rules
+        .iter()
+        .filter(|rule| !rule.allow_private)
+        .filter_map(|rule| {
+            let HostPattern::Exact(host) = &rule.host else {
+                return None;
+            };
+            let literal = host.trim_start_matches('[').trim_end_matches(']');
+            let non_public = host == "localhost"
+                || literal
+                    .parse()
+                    .is_ok_and(|ip| classify(ip) != AddressClass::Public);
+            non_public.then(|| {
+                format!(
+                    "{}: egress entry for {host} can never match: it is not a public address; add `private = true` if it is meant",
+                    manifest.path.display()
+                )
+            })
+        })
+        .collect()
+}
+
 /// Cancels `shutdown` on SIGTERM or SIGINT.
 async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -216,6 +261,14 @@ async fn check(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result
     }
     for problem in &problems {
         println!("FAIL {problem}");
+    }
+    // One component may serve several tools: each warning once.
+    let warnings: std::collections::BTreeSet<String> = registry
+        .iter()
+        .flat_map(|tool| never_matching(tool))
+        .collect();
+    for warning in warnings {
+        println!("WARN {warning}");
     }
     if problems.is_empty() {
         println!("{} tools, no problems", registry.len());

@@ -408,11 +408,21 @@ fn vault_settings(
             ));
         }
     }
+    // Every file is opened now, so a missing or unreadable one is named
+    // at start (and by `stockade check`), not at the first call.
+    let readable = |key: &str, path: PathBuf| match std::fs::File::open(&path) {
+        Ok(_) => Ok(path),
+        Err(err) => Err(invalid(
+            key,
+            &format!("a readable file ({}: {err})", path.display()),
+        )),
+    };
     let file = |key: &str, value: &Option<PathBuf>| {
-        value
+        let path = value
             .as_ref()
             .map(|p| base.join(p))
-            .ok_or_else(|| invalid(key, "a file path"))
+            .ok_or_else(|| invalid(key, "a file path"))?;
+        readable(key, path)
     };
     let auth = match raw.auth.as_str() {
         "token" => VaultAuth::TokenFile(file("vault.token_file", &raw.token_file)?),
@@ -429,7 +439,11 @@ fn vault_settings(
     };
     Ok(VaultSettings {
         address: raw.address.clone(),
-        ca_bundle: raw.ca_bundle.as_ref().map(|p| base.join(p)),
+        ca_bundle: raw
+            .ca_bundle
+            .as_ref()
+            .map(|p| readable("vault.ca_bundle", base.join(p)))
+            .transpose()?,
         auth,
         cache_ttl: duration("vault.cache_ttl", &raw.cache_ttl, 30)?,
         timeout: duration("vault.timeout", &raw.timeout, 5)?,

@@ -12,15 +12,37 @@ use tracing_subscriber::fmt::MakeWriter;
 /// The sandbox's redactor, once the sandbox exists.
 static REDACTOR: OnceLock<Arc<Redactor>> = OnceLock::new();
 
-/// Starts logging to stderr at the level `STOCKADE_LOG` sets (default `info`).
-pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
+/// Set (to anything) to let rmcp log whole protocol messages, tool
+/// arguments and results included. Never in production.
+pub const UNSAFE_PAYLOADS_VAR: &str = "STOCKADE_UNSAFE_LOG_PAYLOADS";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event, fields at the top level.
+    Json,
+}
+
+/// Starts logging to stderr at the level `STOCKADE_LOG` sets (default
+/// `info`). rmcp is held at `warn` whatever that says: its debug and info
+/// lines print whole protocol messages (tool arguments and results) and
+/// Rust `Debug` structs; [`UNSAFE_PAYLOADS_VAR`] lifts that.
+pub fn init(format: LogFormat) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    if std::env::var_os(UNSAFE_PAYLOADS_VAR).is_none() {
+        filter = filter.add_directive("rmcp=warn".parse().expect("a valid directive"));
+    }
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(ScrubbedStderr)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 /// From now on every log line is scrubbed with `redactor`.
