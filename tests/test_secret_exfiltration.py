@@ -505,7 +505,9 @@ def test_plain_http_and_wildcard_destinations_need_an_acknowledgement(deployment
             }
         },
     )
-    deployment.vault = {"address": "http://127.0.0.1:1", "auth": "token", "token_file": "missing"}
+    # The store is never reached: the token only has to exist.
+    (deployment.dir / "token").write_text("t")
+    deployment.vault = {"address": "http://127.0.0.1:1", "auth": "token", "token_file": "token"}
     result = deployment.check()
     if refused:
         assert result.returncode != 0

@@ -240,13 +240,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     let python = ensure_python(root)?;
     build(root)?;
     run(Command::new("cargo")
-        .args([
-            "test",
-            "--release",
-            "--workspace",
-            "--exclude",
-            "stockade-sdk",
-        ])
+        .args(["test", "--release", "--workspace"])
         .args(
             tool_packages(root)?
                 .iter()

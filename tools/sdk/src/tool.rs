@@ -166,10 +166,73 @@ pub fn log(level: host::Level, message: &str) {
     host::log(level, message);
 }
 
-/// The JSON Schema of `T`.
+/// The JSON Schema of `T`, in the forms every mainstream MCP client
+/// accepts without warnings (see [`portable`]).
 fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(T))
-        .unwrap_or_else(|_| serde_json::json!({ "type": "object" }))
+    let mut schema = serde_json::to_value(schemars::schema_for!(T))
+        .unwrap_or_else(|_| serde_json::json!({ "type": "object" }));
+    portable(&mut schema);
+    schema
+}
+
+/// `format` values JSON Schema itself defines; schemars adds others
+/// (`uint32`, `double`, ...) that validators warn about.
+const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+/// Rewrites a schema in place: drops non-standard `format`s (the bounds
+/// schemars also writes, such as `minimum: 0`, stay) and turns a `type`
+/// array (`["string", "null"]`) into the equivalent `anyOf`.
+fn portable(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    match schema {
+        Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+            {
+                map.remove("format");
+            }
+            if let Some(Value::Array(types)) = map.get("type").cloned()
+                && !map.contains_key("anyOf")
+            {
+                map.remove("type");
+                let alternatives = types
+                    .into_iter()
+                    .map(|t| serde_json::json!({ "type": t }))
+                    .collect();
+                map.insert("anyOf".into(), Value::Array(alternatives));
+            }
+            for (key, value) in map.iter_mut() {
+                // Instance values, not schemas: left as written.
+                if !matches!(key.as_str(), "default" | "examples" | "const" | "enum") {
+                    portable(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(portable),
+        _ => {}
+    }
 }
 
 #[doc(hidden)]
@@ -202,5 +265,42 @@ pub fn __call<T: Toolbox>(name: &str, arguments: &str) -> Result<types::Output, 
         Err(ToolError::InvalidInput(m)) => Err(types::ToolError::InvalidInput(m)),
         Err(ToolError::Denied(m)) => Err(types::ToolError::Denied(m)),
         Err(ToolError::Failed(m)) => Err(types::ToolError::Failed(m)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Sample {
+        count: u32,
+        ratio: f64,
+        label: Option<String>,
+        /// A default that mentions a format, which must stay.
+        #[schemars(default = "sample_default")]
+        nested: Inner,
+    }
+
+    #[derive(schemars::JsonSchema, serde::Serialize, Default)]
+    struct Inner {
+        format: String,
+    }
+
+    fn sample_default() -> Inner {
+        Inner {
+            format: "uint8".into(),
+        }
+    }
+
+    #[test]
+    fn schemas_carry_no_nonstandard_format_and_no_type_array() {
+        let schema = schema_of::<Sample>().to_string();
+        assert!(!schema.contains("uint32") && !schema.contains("double"), "{schema}");
+        assert!(!schema.contains(r#""type":["#), "{schema}");
+        assert!(schema.contains(r#""minimum":0"#), "{schema}");
+        assert!(schema.contains(r#"{"type":"null"}"#), "{schema}");
+        assert!(schema.contains(r#""format":"uint8""#), "the default is an instance: {schema}");
     }
 }
