@@ -159,3 +159,26 @@ def test_json_logs_and_no_payloads_at_debug(deployment):
     assert records and all("level" in r for r in records)
     assert "hunter2" not in proc.stderr
     assert any(r.get("target") == "stockade::audit" for r in records)
+
+
+def test_a_too_small_address_space_limit_is_named_at_start(deployment):
+    import subprocess
+
+    from conftest import BINARY
+
+    deployment.add_tool("text-kit", "text_kit", limits={"memory": "64MiB"})
+    config = deployment.write()
+    command = f"ulimit -v 8000000 && exec {BINARY} check --config {config}"
+    small = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert small.returncode == 1
+    assert "ulimit -v" in small.stderr and "max_concurrent_calls = 64" in small.stderr, small.stderr
+    assert "panicked" not in small.stderr
+    # The reservation follows the configuration: fewer slots and smaller
+    # memories fit under the same limit.
+    deployment.server["max_concurrent_calls"] = 8
+    deployment.add_tool("text-kit", "text_kit", limits={"memory": "16MiB"})
+    deployment.manifests = deployment.manifests[:1]
+    config = deployment.write()
+    command = f"ulimit -v 8000000 && exec {BINARY} check --config {config}"
+    fits = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert fits.returncode == 0, fits.stderr + fits.stdout

@@ -40,6 +40,9 @@ pub struct SandboxSettings {
     /// `max_concurrent_calls` (at least one), so that one busy tool always
     /// leaves room for the others.
     pub tool_share: Option<u32>,
+    /// The largest `limits.memory` of any tool: every pool slot reserves
+    /// this much address space (plus a guard), so it sizes the pool.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for SandboxSettings {
@@ -51,6 +54,7 @@ impl Default for SandboxSettings {
             redact_min_run: crate::secrets::redact::DEFAULT_MIN_RUN,
             queue_timeout: Duration::from_secs(5),
             tool_share: None,
+            max_memory_bytes: MAX_MEMORY_BYTES,
         }
     }
 }
@@ -88,8 +92,11 @@ pub struct LoadedComponent {
 impl Sandbox {
     /// Builds the engine and linker.
     pub fn new(settings: &SandboxSettings) -> Result<Self, SandboxError> {
-        let engine = Engine::new(&engine_config(settings))
-            .map_err(|err| SandboxError::Internal(format!("engine: {err:#}")))?;
+        let pool = PoolSize::of(settings);
+        pool.fits_address_space()?;
+        let engine = Engine::new(&engine_config(settings, &pool)).map_err(|err| {
+            SandboxError::Internal(format!("engine: {err:#}; {}", pool.describe()))
+        })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| fs::add_to_linker(&mut linker))
@@ -186,8 +193,80 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
         .expect("spawn the epoch thread");
 }
 
-fn engine_config(settings: &SandboxSettings) -> Config {
-    let slots = settings.max_concurrent_calls.max(1) + 4;
+/// Guard region after each linear memory (wasmtime's default on 64-bit).
+const MEMORY_GUARD_BYTES: u64 = 32 << 20;
+/// Address space the process needs besides the memory pool.
+const OTHER_ADDRESS_SPACE: u64 = 4 << 30;
+
+/// How big the pooling allocator is, from the configuration.
+struct PoolSize {
+    /// Instances that may exist at once (calls plus a few for listing).
+    slots: u32,
+    /// Bytes each linear memory may reach and reserves.
+    memory_bytes: u64,
+    max_concurrent_calls: u32,
+}
+
+impl PoolSize {
+    fn of(settings: &SandboxSettings) -> Self {
+        // Whole wasm pages, at least one MiB.
+        let memory_bytes = settings
+            .max_memory_bytes
+            .clamp(1 << 20, MAX_MEMORY_BYTES)
+            .next_multiple_of(64 << 10);
+        Self {
+            slots: settings.max_concurrent_calls.max(1) + 4,
+            memory_bytes,
+            max_concurrent_calls: settings.max_concurrent_calls,
+        }
+    }
+
+    /// Virtual address space the pool reserves.
+    fn reserved_bytes(&self) -> u64 {
+        u64::from(self.slots) * 2 * (self.memory_bytes + MEMORY_GUARD_BYTES)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the sandbox reserves about {} MiB of virtual address space for max_concurrent_calls = {} \
+             and the largest limits.memory = {} MiB",
+            self.reserved_bytes() >> 20,
+            self.max_concurrent_calls,
+            self.memory_bytes >> 20
+        )
+    }
+
+    /// Refuses to start, with the numbers, when `ulimit -v` is too small.
+    fn fits_address_space(&self) -> Result<(), SandboxError> {
+        let Some(limit) = address_space_limit() else {
+            return Ok(());
+        };
+        let needed = self.reserved_bytes() + OTHER_ADDRESS_SPACE;
+        if limit >= needed {
+            return Ok(());
+        }
+        Err(SandboxError::Resources(format!(
+            "{}; with the rest of the process it needs about {} MiB, but `ulimit -v` allows {} MiB: \
+             raise the limit, or lower server.max_concurrent_calls or the tools' limits.memory",
+            self.describe(),
+            needed >> 20,
+            limit >> 20
+        )))
+    }
+}
+
+/// The soft limit on this process's address space, if there is one.
+fn address_space_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    soft.parse().ok()
+}
+
+fn engine_config(settings: &SandboxSettings, size: &PoolSize) -> Config {
+    let slots = size.slots;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .total_core_instances(slots * 16)
@@ -195,7 +274,7 @@ fn engine_config(settings: &SandboxSettings) -> Config {
         .total_tables(slots * 8)
         .total_stacks(slots)
         .max_memories_per_component(2)
-        .max_memory_size(MAX_MEMORY_BYTES as usize)
+        .max_memory_size(size.memory_bytes as usize)
         .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(64 << 10);
     // The page-map reset skips swapped-out pages, which could then show one
@@ -213,7 +292,8 @@ fn engine_config(settings: &SandboxSettings) -> Config {
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(settings.max_wasm_stack)
-        .memory_reservation(MAX_MEMORY_BYTES)
+        .memory_reservation(size.memory_bytes)
+        .memory_guard_size(MEMORY_GUARD_BYTES)
         .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config

@@ -177,6 +177,10 @@ pub enum SandboxError {
         /// The guest path of the grant.
         guest_path: String,
     },
+    /// The machine does not allow what the configuration asks for (e.g.
+    /// `ulimit -v` below the pool's reservation); the message has the numbers.
+    #[error("{0}")]
+    Resources(String),
     /// Anything else in the host.
     #[error("internal sandbox error: {0}")]
     Internal(String),

@@ -124,6 +124,12 @@ async fn load(
         redact_min_run: config.redaction.min_run,
         queue_timeout: config.server.queue_timeout,
         tool_share: config.server.tool_share,
+        max_memory_bytes: config
+            .tools
+            .iter()
+            .map(|tool| tool.limits.memory_bytes)
+            .max()
+            .unwrap_or(1 << 20),
         ..SandboxSettings::default()
     };
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);

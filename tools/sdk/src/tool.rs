@@ -297,10 +297,16 @@ mod tests {
     #[test]
     fn schemas_carry_no_nonstandard_format_and_no_type_array() {
         let schema = schema_of::<Sample>().to_string();
-        assert!(!schema.contains("uint32") && !schema.contains("double"), "{schema}");
+        assert!(
+            !schema.contains("uint32") && !schema.contains("double"),
+            "{schema}"
+        );
         assert!(!schema.contains(r#""type":["#), "{schema}");
         assert!(schema.contains(r#""minimum":0"#), "{schema}");
         assert!(schema.contains(r#"{"type":"null"}"#), "{schema}");
-        assert!(schema.contains(r#""format":"uint8""#), "the default is an instance: {schema}");
+        assert!(
+            schema.contains(r#""format":"uint8""#),
+            "the default is an instance: {schema}"
+        );
     }
 }
