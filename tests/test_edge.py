@@ -246,3 +246,20 @@ def test_a_client_that_stops_reading_cannot_grow_the_server(deployment):
         server.alive()
     finally:
         assert server.close() == 0
+
+
+def test_the_audit_record_and_the_client_share_the_correlation_id(server):
+    server.start()
+    server.send(tool_call("req-7", "ok", {}))
+    answer = server.expect("req-7")
+    correlation = answer["result"]["_meta"]["io.stockade/correlation"]
+    server.send(tool_call(8, "no-such-tool", {}))
+    unknown = server.expect(8)
+    assert unknown["error"]["code"] == -32602
+    refused_correlation = unknown["error"]["data"]["io.stockade/correlation"]
+    assert server.close() == 0
+    audit = [json.loads(line.split("stockade::audit: ", 1)[1]) for line in server.log().splitlines() if "stockade::audit: " in line]
+    (call,) = [r for r in audit if r["correlation"] == correlation]
+    assert call["request_id"] == "req-7" and call["protocol"] == "2025-11-25" and call["outcome"] == "ok"
+    (denied,) = [r for r in audit if r["correlation"] == refused_correlation]
+    assert denied["request_id"] == "8" and denied["outcome"] == "unknown_tool"

@@ -22,8 +22,13 @@ pub enum EventKind {
 pub struct AuditRecord<'a> {
     /// Event kind.
     pub event: EventKind,
-    /// Correlation id shared by every record and log line of one request.
+    /// Correlation id shared by every record and log line of one request;
+    /// the client gets it in the result's `_meta`.
     pub correlation: &'a str,
+    /// The JSON-RPC id of the request, as text.
+    pub request_id: Option<&'a str>,
+    /// The MCP protocol version of the request.
+    pub protocol: Option<&'a str>,
     /// Client identity.
     pub client: &'a str,
     /// User identity.
@@ -57,6 +62,8 @@ impl<'a> AuditRecord<'a> {
         Self {
             event,
             correlation,
+            request_id: None,
+            protocol: None,
             client: &caller.client,
             user: caller.user.as_deref(),
             tool: None,

@@ -17,6 +17,18 @@ use crate::registry::{RegisteredTool, Registry};
 /// Largest `arguments` object accepted, serialized, in bytes.
 pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
 
+/// The `_meta` key under which every tool result carries its correlation id.
+pub const CORRELATION_META_KEY: &str = "io.stockade/correlation";
+
+/// What the transport knows of one request, for its audit record.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// The JSON-RPC id, as text.
+    pub id: String,
+    /// The MCP protocol version the request was made under.
+    pub protocol: Option<String>,
+}
+
 /// Runs calls for every transport.
 pub struct CallPath {
     sandbox: Arc<Sandbox>,
@@ -49,19 +61,53 @@ impl CallPath {
 
     /// Runs one `tools/call`. Unknown (or hidden) tools are protocol errors;
     /// everything that happens once the tool is known is a tool result,
-    /// with `isError` set on failure.
+    /// with `isError` set on failure. Either way the client gets the
+    /// correlation id of the audit record (the result's `_meta`, the
+    /// error's `data`).
     pub async fn call(
         &self,
         caller: &CallerIdentity,
         name: &str,
         arguments: Option<JsonObject>,
         cancel: &CancellationToken,
+        request: &RequestInfo,
     ) -> Result<CallToolResult, McpError> {
         let correlation = new_correlation_id();
+        let result = self
+            .run(caller, name, arguments, cancel, request, &correlation)
+            .await;
+        let mut meta = rmcp::model::MetaObject::default();
+        meta.0.insert(
+            CORRELATION_META_KEY.into(),
+            Value::String(correlation.clone()),
+        );
+        match result {
+            Ok(mut result) => {
+                result.meta = Some(meta);
+                Ok(result)
+            }
+            Err(mut error) => {
+                error.data = Some(Value::Object(meta.0));
+                Err(error)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        caller: &CallerIdentity,
+        name: &str,
+        arguments: Option<JsonObject>,
+        cancel: &CancellationToken,
+        request: &RequestInfo,
+        correlation: &str,
+    ) -> Result<CallToolResult, McpError> {
         let deny = |outcome: &str, message: String| {
-            let mut record = AuditRecord::new(EventKind::CallDenied, &correlation, caller, outcome);
+            let mut record = AuditRecord::new(EventKind::CallDenied, correlation, caller, outcome);
             record.tool = Some(name);
             record.detail = Some(&message);
+            record.request_id = Some(&request.id);
+            record.protocol = request.protocol.as_deref();
             audit::record(&record);
             message
         };
@@ -104,8 +150,10 @@ impl CallPath {
             .await;
         let (result, outcome, detail) = respond(tool, &report);
 
-        let mut record = AuditRecord::new(EventKind::Call, &correlation, caller, outcome);
+        let mut record = AuditRecord::new(EventKind::Call, correlation, caller, outcome);
         record.tool = Some(name);
+        record.request_id = Some(&request.id);
+        record.protocol = request.protocol.as_deref();
         record.duration_ms = report.duration.as_millis() as u64;
         record.fuel = report.fuel_used;
         record.output_bytes = report.result.as_ref().map_or(0, ToolOutput::size_bytes);

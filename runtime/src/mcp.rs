@@ -11,7 +11,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use stockade_host_api::CallerIdentity;
 
-use crate::call::CallPath;
+use crate::call::{CallPath, RequestInfo};
 use crate::registry::RegisteredTool;
 
 /// How long clients may cache a tool list.
@@ -87,9 +87,23 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let info = RequestInfo {
+            id: context.id.to_string(),
+            protocol: context
+                .meta
+                .protocol_version()
+                .or_else(|| context.peer.peer_info().map(|p| p.protocol_version.clone()))
+                .map(|v| v.to_string()),
+        };
         // rmcp cancels `context.ct` on the client's notifications/cancelled.
         self.path
-            .call(&self.caller, &request.name, request.arguments, &context.ct)
+            .call(
+                &self.caller,
+                &request.name,
+                request.arguments,
+                &context.ct,
+                &info,
+            )
             .await
             .map(Into::into)
     }
