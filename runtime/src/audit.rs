@@ -47,6 +47,8 @@ pub struct AuditRecord<'a> {
     pub egress: &'a [String],
     /// What the host refused during the call, by rule.
     pub refusals: &'a [String],
+    /// Instruction-like phrases found in what the tool returned.
+    pub flags: &'a [&'static str],
     /// Refusals and limit messages.
     pub detail: Option<&'a str>,
 }
@@ -73,6 +75,7 @@ impl<'a> AuditRecord<'a> {
             output_bytes: 0,
             egress: &[],
             refusals: &[],
+            flags: &[],
             detail: None,
         }
     }

@@ -4,6 +4,7 @@ mod audit;
 mod call;
 mod cli;
 mod config;
+mod hygiene;
 mod logging;
 mod manifest;
 mod mcp;

@@ -43,6 +43,45 @@ pub struct ToolManifest {
     pub access: Access,
     /// Credentials injected on the tool's behalf.
     pub secrets: Vec<ManifestSecret>,
+    /// How results are cleaned and flagged.
+    pub output: OutputPolicy,
+}
+
+/// `[output]`: how a tool's results are cleaned before they reach the model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputPolicy {
+    /// Remove terminal escapes, control and invisible or bidi characters.
+    #[serde(default = "yes")]
+    pub clean: bool,
+    /// What to do with instruction-like text: record it in the audit
+    /// (`audit`), or also tell the client (`mark`).
+    #[serde(default)]
+    pub suspicious: Suspicious,
+}
+
+/// `[output] suspicious`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Suspicious {
+    /// Record in the audit only.
+    #[default]
+    Audit,
+    /// Record, and add a warning item to the client's result.
+    Mark,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for OutputPolicy {
+    fn default() -> Self {
+        Self {
+            clean: true,
+            suspicious: Suspicious::Audit,
+        }
+    }
 }
 
 /// One `[secrets.NAME]`: where the value lives and where it goes.
@@ -84,6 +123,8 @@ struct RawManifest {
     access: Access,
     #[serde(default)]
     secrets: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    output: OutputPolicy,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +326,7 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
         egress,
         access: raw.access,
         secrets,
+        output: raw.output,
     })
 }
 
