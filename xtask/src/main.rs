@@ -193,7 +193,7 @@ fn demo(root: &Path) -> Result<()> {
     eprintln!(
         "\nStockade is serving the example tools over stdio (Ctrl-D or Ctrl-C to stop).\n\
          Connect a client instead of typing JSON-RPC here:\n\
-         - MCP Inspector:  npx @modelcontextprotocol/inspector {bin} serve --config {cfg} --dev-secrets {sec}\n\
+         - MCP Inspector:  npx @modelcontextprotocol/inspector -- {bin} serve --config {cfg} --dev-secrets {sec}\n\
          - Claude Desktop: add to claude_desktop_config.json under \"mcpServers\":\n\
            \"stockade\": {{ \"command\": \"{bin}\", \"args\": [\"serve\", \"--config\", \"{cfg}\", \"--dev-secrets\", \"{sec}\"] }}\n\
          The api.fetch tool reaches http://127.0.0.1:8701 with a credential the host injects;\n\
@@ -236,8 +236,28 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// The Node clients of `tests/node` (the TypeScript MCP SDK), installed
+/// from its pinned `package.json` when missing.
+fn ensure_node_clients(root: &Path) -> Result<()> {
+    let dir = root.join("tests/node");
+    if dir.join("node_modules/@modelcontextprotocol/sdk").is_dir() {
+        return Ok(());
+    }
+    run(Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "--no-package-lock",
+        ])
+        .current_dir(&dir))
+    .context("npm (Node 18 or newer) is needed for the TypeScript client tests")
+}
+
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     let python = ensure_python(root)?;
+    ensure_node_clients(root)?;
     build(root)?;
     run(Command::new("cargo")
         .args(["test", "--release", "--workspace"])
