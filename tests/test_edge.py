@@ -263,3 +263,22 @@ def test_the_audit_record_and_the_client_share_the_correlation_id(server):
     assert call["request_id"] == "req-7" and call["protocol"] == "2025-11-25" and call["outcome"] == "ok"
     (denied,) = [r for r in audit if r["correlation"] == refused_correlation]
     assert denied["request_id"] == "8" and denied["outcome"] == "unknown_tool"
+
+
+@pytest.mark.anyio
+async def test_every_request_a_tool_sends_carries_the_call_depth(deployment, http_server):
+    deployment.add_tool("fetch", "fetch", egress={"allow": [{"url": http_server.url, "private": True}]})
+    async with deployment.client() as client:
+        result = await client.call_tool("fetch", {"url": f"{http_server.url}/echo-headers"})
+    assert not result.is_error
+    headers = {k.lower(): v for k, v in json.loads(result.content[0].text).items()}
+    # A local client's call is depth 0; what its tool sends is depth 1.
+    assert headers["stockade-call-depth"] == "1"
+
+
+def test_max_call_depth_is_validated(deployment):
+    deployment.add_tool("cpu", CPU)
+    deployment.server["max_call_depth"] = 0
+    checked = deployment.check()
+    assert checked.returncode != 0
+    assert "server.max_call_depth" in checked.stderr + checked.stdout

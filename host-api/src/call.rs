@@ -325,6 +325,7 @@ impl Sandbox {
                 refusals.clone(),
                 grant.secrets.clone(),
                 self.redactor.clone(),
+                caller.call_depth,
             ),
             limiter: StoreLimiter::new(limits, refusals.clone()),
             fs: fs::FsGuard::new(&grant.fs, refusals.clone()),

@@ -12,4 +12,14 @@ pub struct CallerIdentity {
     pub user: Option<String>,
     /// Groups the caller belongs to.
     pub groups: Vec<String>,
+    /// How many Stockade calls led to this one: 0 for a client's own call,
+    /// N when the request came from a tool at depth N − 1 (read from the
+    /// [`CALL_DEPTH_HEADER`] of an incoming request). Every request a tool
+    /// sends carries this plus one.
+    pub call_depth: u32,
 }
+
+/// The header that carries the call depth on every request a tool sends,
+/// so a server that calls Stockade again can be refused past
+/// `server.max_call_depth` instead of looping.
+pub const CALL_DEPTH_HEADER: &str = "stockade-call-depth";

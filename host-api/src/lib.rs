@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use call::{CallError, CallReport, LimitKind};
-pub use context::CallerIdentity;
+pub use context::{CALL_DEPTH_HEADER, CallerIdentity};
 pub use contract::DescribeError;
 pub use egress::EgressPolicy;
 pub use engine::{LoadedComponent, Sandbox, SandboxSettings};

@@ -35,12 +35,18 @@ pub struct RequestInfo {
 pub struct CallPath {
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
+    /// `server.max_call_depth`.
+    max_call_depth: u32,
 }
 
 impl CallPath {
     /// A call path over loaded tools.
-    pub fn new(sandbox: Arc<Sandbox>, registry: Arc<Registry>) -> Self {
-        Self { sandbox, registry }
+    pub fn new(sandbox: Arc<Sandbox>, registry: Arc<Registry>, max_call_depth: u32) -> Self {
+        Self {
+            sandbox,
+            registry,
+            max_call_depth,
+        }
     }
 
     /// The tools `caller` may see, ordered by name.
@@ -124,6 +130,13 @@ impl CallPath {
                 return Err(McpError::invalid_params(message, None));
             }
         };
+        if caller.call_depth >= self.max_call_depth {
+            let message = format!(
+                "denied: call depth {} reaches server.max_call_depth ({}): a tool's request came back to Stockade too many times",
+                caller.call_depth, self.max_call_depth
+            );
+            return Ok(error_result(deny("call_depth", message)));
+        }
         let _admission = match tool.component.limiter.admit(name, caller) {
             Ok(admission) => admission,
             Err(denial) => return Ok(error_result(deny("denied", denial.to_string()))),

@@ -166,7 +166,11 @@ async fn serve(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ready"
     );
-    let path = Arc::new(CallPath::new(sandbox, Arc::new(registry)));
+    let path = Arc::new(CallPath::new(
+        sandbox,
+        Arc::new(registry),
+        config.server.max_call_depth,
+    ));
     match transport {
         Transport::Stdio => {
             let caller = CallerIdentity {
@@ -177,6 +181,8 @@ async fn serve(
                     .unwrap_or_else(|| "stdio".into()),
                 user: config.stdio.user.clone(),
                 groups: config.stdio.groups.clone(),
+                // A local client's own calls start the chain.
+                call_depth: 0,
             };
             let server = McpServer::new(path, caller, &config.server.name);
             let shutdown = CancellationToken::new();

@@ -116,6 +116,11 @@ pub struct ServerSettings {
     /// `max_concurrent_calls`, at least one).
     #[serde(default)]
     pub tool_share: Option<u32>,
+    /// Deepest chain of Stockade calls served: a request whose call depth
+    /// (from a tool's egress, through another service, back to Stockade)
+    /// reaches this is refused.
+    #[serde(default = "default_max_call_depth")]
+    pub max_call_depth: u32,
     /// `queue_timeout` as written, e.g. `"5s"`.
     #[serde(default, rename = "queue_timeout")]
     queue_timeout_text: Option<String>,
@@ -199,6 +204,10 @@ fn default_concurrency() -> u32 {
     64
 }
 
+fn default_max_call_depth() -> u32 {
+    4
+}
+
 fn default_shutdown_grace() -> std::time::Duration {
     std::time::Duration::from_secs(10)
 }
@@ -214,6 +223,7 @@ impl Default for ServerSettings {
             cache_dir: default_cache_dir(),
             max_concurrent_calls: default_concurrency(),
             tool_share: None,
+            max_call_depth: default_max_call_depth(),
             queue_timeout_text: None,
             queue_timeout: default_queue_timeout(),
             shutdown_grace_text: None,
@@ -347,6 +357,9 @@ impl StockadeConfig {
                     )
                 })?,
         };
+        if !(1..=32).contains(&server.max_call_depth) {
+            return Err(invalid("server.max_call_depth", "a number from 1 to 32"));
+        }
         let mut stdio = raw.stdio;
         stdio.max_message = match &stdio.max_message_text {
             None => default_max_message(),

@@ -137,6 +137,7 @@ mod tests {
             client: client.into(),
             user: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            call_depth: 0,
         }
     }
 

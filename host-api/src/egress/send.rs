@@ -61,12 +61,14 @@ pub struct EgressHooks {
     refusals: Refusals,
     secrets: Option<Arc<SecretGrant>>,
     redactor: Arc<Redactor>,
+    /// The value of the call-depth header on every request.
+    next_depth: http::HeaderValue,
 }
 
 impl EgressHooks {
-    /// Hooks for one call; `record` collects what was contacted,
-    /// `refusals` what was refused, and `redactor` (the process's) every
-    /// secret value injected.
+    /// Hooks for one call at `call_depth`; `record` collects what was
+    /// contacted, `refusals` what was refused, and `redactor` (the
+    /// process's) every secret value injected.
     pub fn new(
         policy: Arc<EgressPolicy>,
         tls: Arc<rustls::ClientConfig>,
@@ -74,6 +76,7 @@ impl EgressHooks {
         refusals: Refusals,
         secrets: Option<Arc<SecretGrant>>,
         redactor: Arc<Redactor>,
+        call_depth: u32,
     ) -> Self {
         Self {
             policy,
@@ -82,6 +85,7 @@ impl EgressHooks {
             refusals,
             secrets,
             redactor,
+            next_depth: http::HeaderValue::from(call_depth.saturating_add(1)),
         }
     }
 }
@@ -139,6 +143,7 @@ impl WasiHttpHooks for EgressHooks {
         let refusals = self.refusals.clone();
         let secrets = self.secrets.clone();
         let redactor = self.redactor.clone();
+        let next_depth = self.next_depth.clone();
         Box::new(async move {
             let deny = |reason: String| {
                 refusals.record(reason);
@@ -172,6 +177,11 @@ impl WasiHttpHooks for EgressHooks {
                 .map_err(|never| match never {})
                 .boxed_unsync();
             let mut request = http::Request::from_parts(parts, body);
+            // Ours, whatever the tool set: a server this request reaches
+            // that calls Stockade again passes the depth on.
+            request
+                .headers_mut()
+                .insert(crate::CALL_DEPTH_HEADER, next_depth);
             if let Some(secrets) = &secrets {
                 secrets
                     .inject(&dest, &mut request, &redactor)
