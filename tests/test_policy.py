@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import RawSession
+import pytest
+
+from conftest import RawSession, text_of
 
 
 def test_access_hides_a_tool_from_callers_outside_it(deployment):
@@ -60,3 +62,21 @@ def test_a_concurrency_limit_refuses_the_extra_call_and_the_runtime_keeps_servin
     assert second == (True, "concurrency limit reached for `spin` (1 calls at once); try again")
     assert replies[901]["result"]["content"][0]["text"] == "limit exceeded: timeout (1000 ms)"
     assert after == (False, "ok")
+
+
+@pytest.mark.anyio
+async def test_a_caller_budget_spans_every_tool(deployment):
+    deployment.add_tool("text-kit", "text_kit")
+    deployment.add_tool("cpu", "hostile_resource_cpu")
+    deployment.server["caller_budget"] = "3/day"
+    async with deployment.client() as client:
+        first = await client.call_tool("transform", {"text": "a", "op": "upper"})
+        second = await client.call_tool("ok", {})
+        third = await client.call_tool("stats", {"text": "a b"})
+        fourth = await client.call_tool("ok", {})
+        listed = await client.list_tools()
+    assert not any(r.is_error for r in (first, second, third))
+    assert fourth.is_error
+    assert "budget exhausted: this caller may make 3 calls per 86400s across all tools (server.caller_budget)" in text_of(fourth)
+    # Listing is not a call.
+    assert len(listed.tools) > 2

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{self, AuditRecord, EventKind};
 use crate::hygiene;
 use crate::manifest::{OutputPolicy, Suspicious};
-use crate::policy::{self, Denial};
+use crate::policy::{self, CallerBudget, Denial};
 use crate::registry::{RegisteredTool, Registry};
+use crate::units::Rate;
 
 /// Largest `arguments` object accepted, serialized, in bytes.
 pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
@@ -37,15 +38,23 @@ pub struct CallPath {
     registry: Arc<Registry>,
     /// `server.max_call_depth`.
     max_call_depth: u32,
+    /// `server.caller_budget`, when set.
+    budget: Option<CallerBudget>,
 }
 
 impl CallPath {
     /// A call path over loaded tools.
-    pub fn new(sandbox: Arc<Sandbox>, registry: Arc<Registry>, max_call_depth: u32) -> Self {
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        registry: Arc<Registry>,
+        max_call_depth: u32,
+        budget: Option<Rate>,
+    ) -> Self {
         Self {
             sandbox,
             registry,
             max_call_depth,
+            budget: budget.map(CallerBudget::new),
         }
     }
 
@@ -136,6 +145,11 @@ impl CallPath {
                 caller.call_depth, self.max_call_depth
             );
             return Ok(error_result(deny("call_depth", message)));
+        }
+        if let Some(budget) = &self.budget
+            && let Err(denial) = budget.spend(caller)
+        {
+            return Ok(error_result(deny("budget", denial.to_string())));
         }
         let _admission = match tool.component.limiter.admit(name, caller) {
             Ok(admission) => admission,

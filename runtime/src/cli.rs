@@ -170,6 +170,7 @@ async fn serve(
         sandbox,
         Arc::new(registry),
         config.server.max_call_depth,
+        config.server.caller_budget,
     ));
     match transport {
         Transport::Stdio => {

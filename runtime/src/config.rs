@@ -121,6 +121,12 @@ pub struct ServerSettings {
     /// reaches this is refused.
     #[serde(default = "default_max_call_depth")]
     pub max_call_depth: u32,
+    /// `caller_budget` as written, e.g. `"5000/day"`.
+    #[serde(default, rename = "caller_budget")]
+    caller_budget_text: Option<String>,
+    /// Calls one caller may make across all tools per window.
+    #[serde(skip)]
+    pub caller_budget: Option<crate::units::Rate>,
     /// `queue_timeout` as written, e.g. `"5s"`.
     #[serde(default, rename = "queue_timeout")]
     queue_timeout_text: Option<String>,
@@ -224,6 +230,8 @@ impl Default for ServerSettings {
             max_concurrent_calls: default_concurrency(),
             tool_share: None,
             max_call_depth: default_max_call_depth(),
+            caller_budget_text: None,
+            caller_budget: None,
             queue_timeout_text: None,
             queue_timeout: default_queue_timeout(),
             shutdown_grace_text: None,
@@ -356,6 +364,12 @@ impl StockadeConfig {
                         "a duration from 0s to 5m, such as \"10s\"",
                     )
                 })?,
+        };
+        server.caller_budget = match &server.caller_budget_text {
+            None => None,
+            Some(text) => Some(
+                crate::units::parse_rate(text).map_err(|e| invalid("server.caller_budget", &e))?,
+            ),
         };
         if !(1..=32).contains(&server.max_call_depth) {
             return Err(invalid("server.max_call_depth", "a number from 1 to 32"));

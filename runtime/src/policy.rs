@@ -36,6 +36,16 @@ pub enum Denial {
         /// When a call will next be allowed.
         retry: Duration,
     },
+    /// The caller has used up its budget across all tools.
+    #[error("budget exhausted: this caller may make {count} calls per {}s across all tools (server.caller_budget); retry in {}s", per.as_secs(), retry.as_secs().max(1))]
+    BudgetSpent {
+        /// Calls allowed per window.
+        count: u32,
+        /// The window.
+        per: Duration,
+        /// When a call will next be allowed.
+        retry: Duration,
+    },
     /// The tool's concurrency limit is reached.
     #[error("concurrency limit reached for `{tool}` ({limit} calls at once); try again")]
     Busy {
@@ -69,6 +79,47 @@ pub struct ToolLimiter {
     concurrency: Option<(u32, Arc<Semaphore>)>,
 }
 
+/// The key a caller's rate and budget state is kept under.
+fn caller_key(caller: &CallerIdentity) -> String {
+    format!(
+        "{}\u{0}{}",
+        caller.client,
+        caller.user.as_deref().unwrap_or("")
+    )
+}
+
+/// `server.caller_budget`: calls one caller may make across all tools per
+/// window, whatever each tool's own rate allows (governor, one cell per
+/// caller; all of the budget available at once, refilling over the window).
+pub struct CallerBudget {
+    budget: Rate,
+    callers: CallerRates,
+}
+
+impl CallerBudget {
+    /// A budget of `budget` per caller.
+    pub fn new(budget: Rate) -> Self {
+        Self {
+            budget,
+            callers: RateLimiter::keyed(quota(budget)),
+        }
+    }
+
+    /// Spends one call of `caller`'s budget, or says when one is next free.
+    pub fn spend(&self, caller: &CallerIdentity) -> Result<(), Denial> {
+        if self.callers.len() >= SWEEP_AT {
+            self.callers.retain_recent();
+        }
+        self.callers
+            .check_key(&caller_key(caller))
+            .map_err(|not_until| Denial::BudgetSpent {
+                count: self.budget.count,
+                per: self.budget.per,
+                retry: not_until.wait_time_from(DefaultClock::default().now()),
+            })
+    }
+}
+
 /// Held for the duration of an admitted call.
 pub struct Admission {
     _permit: Option<OwnedSemaphorePermit>,
@@ -89,11 +140,7 @@ impl ToolLimiter {
     /// Admits one call of `tool` by `caller`, or says why not.
     pub fn admit(&self, tool: &str, caller: &CallerIdentity) -> Result<Admission, Denial> {
         if let Some((rate, callers)) = &self.rate {
-            let key = format!(
-                "{}\u{0}{}",
-                caller.client,
-                caller.user.as_deref().unwrap_or("")
-            );
+            let key = caller_key(caller);
             if callers.len() >= SWEEP_AT {
                 callers.retain_recent();
             }

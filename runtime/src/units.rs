@@ -58,13 +58,14 @@ pub struct Rate {
 
 /// Parses `10/s`, `60/min`, `1000/h`.
 pub fn parse_rate(text: &str) -> Result<Rate, String> {
-    let expected = || format!("a rate such as \"60/min\" (per s, min or h), got \"{text}\"");
+    let expected = || format!("a rate such as \"60/min\" (per s, min, h or day), got \"{text}\"");
     let (count, unit) = text.trim().split_once('/').ok_or_else(expected)?;
     let count: u32 = count.trim().parse().map_err(|_| expected())?;
     let per = match unit.trim() {
         "s" | "sec" => Duration::from_secs(1),
         "m" | "min" => Duration::from_secs(60),
         "h" | "hour" => Duration::from_secs(3600),
+        "d" | "day" => Duration::from_secs(86_400),
         _ => return Err(expected()),
     };
     if count == 0 {
