@@ -263,6 +263,7 @@ def test_the_audit_record_and_the_client_share_the_correlation_id(server):
     assert call["request_id"] == "req-7" and call["protocol"] == "2025-11-25" and call["outcome"] == "ok"
     (denied,) = [r for r in audit if r["correlation"] == refused_correlation]
     assert denied["request_id"] == "8" and denied["outcome"] == "unknown_tool"
+    assert call["session"] and call["session"] == denied["session"]
 
 
 @pytest.mark.anyio

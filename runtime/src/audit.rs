@@ -25,6 +25,8 @@ pub struct AuditRecord<'a> {
     /// Correlation id shared by every record and log line of one request;
     /// the client gets it in the result's `_meta`.
     pub correlation: &'a str,
+    /// The connection the request came on.
+    pub session: Option<&'a str>,
     /// The JSON-RPC id of the request, as text.
     pub request_id: Option<&'a str>,
     /// The MCP protocol version of the request.
@@ -64,6 +66,7 @@ impl<'a> AuditRecord<'a> {
         Self {
             event,
             correlation,
+            session: None,
             request_id: None,
             protocol: None,
             client: &caller.client,

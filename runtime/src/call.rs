@@ -26,6 +26,8 @@ pub const CORRELATION_META_KEY: &str = "io.stockade/correlation";
 /// What the transport knows of one request, for its audit record.
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
+    /// The connection (session) the request came on.
+    pub session: Arc<str>,
     /// The JSON-RPC id, as text.
     pub id: String,
     /// The MCP protocol version the request was made under.
@@ -123,6 +125,7 @@ impl CallPath {
             let mut record = AuditRecord::new(EventKind::CallDenied, correlation, caller, outcome);
             record.tool = Some(name);
             record.detail = Some(&message);
+            record.session = Some(&request.session);
             record.request_id = Some(&request.id);
             record.protocol = request.protocol.as_deref();
             audit::record(&record);
@@ -181,6 +184,7 @@ impl CallPath {
 
         let mut record = AuditRecord::new(EventKind::Call, correlation, caller, response.outcome);
         record.tool = Some(name);
+        record.session = Some(&request.session);
         record.request_id = Some(&request.id);
         record.protocol = request.protocol.as_deref();
         record.duration_ms = report.duration.as_millis() as u64;

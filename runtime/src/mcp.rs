@@ -23,6 +23,8 @@ pub struct McpServer {
     path: Arc<CallPath>,
     caller: CallerIdentity,
     name: String,
+    /// Names this connection in the audit.
+    session: Arc<str>,
 }
 
 impl McpServer {
@@ -32,6 +34,7 @@ impl McpServer {
             path,
             caller,
             name: name.to_owned(),
+            session: uuid::Uuid::new_v4().to_string().into(),
         }
     }
 }
@@ -88,6 +91,7 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let info = RequestInfo {
+            session: self.session.clone(),
             id: context.id.to_string(),
             protocol: context
                 .meta
