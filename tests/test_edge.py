@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -34,6 +35,7 @@ class Server:
             stderr=self.stderr,
             env={"PATH": os.environ.get("PATH", ""), "STOCKADE_LOG": log},
         )
+        self.pending = b""
 
     def send_bytes(self, data: bytes) -> None:
         self.proc.stdin.write(data)
@@ -42,9 +44,16 @@ class Server:
     def send(self, message) -> None:
         self.send_bytes((json.dumps(message) if not isinstance(message, str) else message).encode() + b"\n")
 
-    def read(self) -> dict:
-        line = self.proc.stdout.readline()
-        assert line, "the server closed stdout"
+    def read(self, timeout: float = 60) -> dict:
+        """The next stdout line as JSON; fails (never hangs) after `timeout`."""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            assert ready, f"no output from the server within {timeout} s"
+            chunk = os.read(fd, 1 << 16)
+            assert chunk, "the server closed stdout"
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
         return json.loads(line)
 
     def expect(self, id_) -> dict:
@@ -283,3 +292,74 @@ def test_max_call_depth_is_validated(deployment):
     checked = deployment.check()
     assert checked.returncode != 0
     assert "server.max_call_depth" in checked.stderr + checked.stdout
+
+
+def mutations(seed: int, count: int):
+    """Seeded mutations of a valid tools/call line: cuts, flipped and
+    inserted bytes, repeated brackets, stray quotes and escapes."""
+    import random
+
+    rng = random.Random(seed)
+    for n in range(count):
+        # Each line's own id, so answers cannot be confused between lines.
+        base = json.dumps(tool_call(100_000 + n, "ok", {"text": "héllo", "n": [1, 2, {"k": None}]})).encode()
+        line = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(line))
+            action = rng.randrange(6)
+            if action == 0:
+                del line[at:]
+                line = line or bytearray(b"{")
+            elif action == 1:
+                line[at] = rng.randrange(256)
+            elif action == 2:
+                line[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+            elif action == 3:
+                line[at:at] = b"[" * rng.randint(1, 300)
+            elif action == 4:
+                line[at:at] = rng.choice([b'"', b"\\", b"\\ud800", b"\\u", b"}", b","])
+            else:
+                line[at:at] = b'"id":' + str(rng.randint(-5, 5)).encode() + b","
+        yield bytes(line.replace(b"\n", b" "))
+
+
+def request_id(line: bytes):
+    """The id of a line that is a well-formed request, else None."""
+    try:
+        message = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return None
+    id_ = message.get("id")
+    if isinstance(id_, bool) or not isinstance(id_, (int, str)):
+        return None
+    return id_
+
+
+def test_fuzzed_lines_never_go_unanswered_or_stop_the_server(server):
+    server.start()
+    well_formed = 0
+    answered: dict = {}
+    for n, line in enumerate(mutations(seed=1234, count=400)):
+        server.send_bytes(line + b"\n")
+        sentinel = f"sentinel-{n}"
+        server.send({"jsonrpc": "2.0", "id": sentinel, "method": "ping"})
+        expected = request_id(line)
+        if expected is not None:
+            well_formed += 1
+        # Calls run concurrently with the ping: read until both answers.
+        waiting = {sentinel} | ({json.dumps(expected)} if expected is not None else set())
+        while waiting:
+            message = server.read()
+            assert message.get("jsonrpc") == "2.0", (line, message)
+            assert ("result" in message) != ("error" in message), message
+            key = json.dumps(message.get("id"))
+            waiting.discard(message.get("id") if message.get("id") == sentinel else key)
+            if message.get("id") != sentinel:
+                answered[key] = answered.get(key, 0) + 1
+    assert well_formed > 20
+    # No line's own id was answered twice.
+    assert all(count == 1 for key, count in answered.items() if key.isdigit() and int(key) >= 100_000), answered
+    server.alive()
+    assert server.close() == 0
