@@ -112,6 +112,7 @@ impl CallPath {
         }
     }
 
+    /// The call itself, every record of it under `correlation`.
     async fn run(
         &self,
         caller: &CallerIdentity,
