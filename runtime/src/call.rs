@@ -60,8 +60,13 @@ impl CallPath {
         }
     }
 
-    /// The tools `caller` may see, ordered by name.
-    pub fn visible_tools(&self, caller: &CallerIdentity) -> Vec<Arc<RegisteredTool>> {
+    /// The tools `caller` may see, ordered by name; the listing is audited
+    /// under `request`.
+    pub fn visible_tools(
+        &self,
+        caller: &CallerIdentity,
+        request: &RequestInfo,
+    ) -> Vec<Arc<RegisteredTool>> {
         let tools: Vec<_> = self
             .registry
             .iter()
@@ -69,12 +74,11 @@ impl CallPath {
             .cloned()
             .collect();
         let correlation = new_correlation_id();
-        audit::record(&AuditRecord::new(
-            EventKind::List,
-            &correlation,
-            caller,
-            "ok",
-        ));
+        let mut record = AuditRecord::new(EventKind::List, &correlation, caller, "ok");
+        record.session = Some(&request.session);
+        record.request_id = Some(&request.id);
+        record.protocol = request.protocol.as_deref();
+        audit::record(&record);
         tools
     }
 

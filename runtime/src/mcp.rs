@@ -39,6 +39,23 @@ impl McpServer {
     }
 }
 
+impl McpServer {
+    /// What the audit records of the request behind `context`: this
+    /// connection, the JSON-RPC id, and the protocol version (the
+    /// request's own in the 2026 era, the session's in the legacy one).
+    fn request_info(&self, context: &RequestContext<RoleServer>) -> RequestInfo {
+        RequestInfo {
+            session: self.session.clone(),
+            id: context.id.to_string(),
+            protocol: context
+                .meta
+                .protocol_version()
+                .or_else(|| context.peer.peer_info().map(|p| p.protocol_version.clone()))
+                .map(|v| v.to_string()),
+        }
+    }
+}
+
 /// The MCP form of a registered tool.
 pub fn to_mcp_tool(tool: &RegisteredTool) -> Tool {
     let d = &tool.descriptor;
@@ -71,11 +88,11 @@ impl ServerHandler for McpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let tools = self
             .path
-            .visible_tools(&self.caller)
+            .visible_tools(&self.caller, &self.request_info(&context))
             .iter()
             .map(|t| to_mcp_tool(t))
             .collect();
@@ -90,15 +107,7 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let info = RequestInfo {
-            session: self.session.clone(),
-            id: context.id.to_string(),
-            protocol: context
-                .meta
-                .protocol_version()
-                .or_else(|| context.peer.peer_info().map(|p| p.protocol_version.clone()))
-                .map(|v| v.to_string()),
-        };
+        let info = self.request_info(&context);
         // rmcp cancels `context.ct` on the client's notifications/cancelled.
         self.path
             .call(
