@@ -40,12 +40,15 @@ async def test_a_socket_refusal_is_named_whatever_the_tool_says(deployment):
     async with deployment.client() as client:
         dial = await client.call_tool("dial", {"target": "127.0.0.1:9"})
         again = await client.call_tool("dial", {"target": "127.0.0.1:9"})
+        lookup = await client.call_tool("dial", {"target": "localhost:9"})
     for result in (dial, again):
         assert result.is_error
         lines = text_of(result).splitlines()
         assert lines[0].startswith("socket denied: wasi:sockets is not granted"), lines
         # What std itself said comes after, unchanged.
         assert "ermission denied" in lines[-1], lines
+    assert lookup.is_error
+    assert text_of(lookup).splitlines()[0].startswith("socket denied: name lookup through wasi:sockets is not granted"), text_of(lookup)
 
 
 async def test_fs_caps_are_named_whatever_wasi_libc_reports(deployment, tmp_path):
