@@ -312,15 +312,15 @@ async def test_a_symlink_that_could_lead_out_is_never_created(deployment, layout
 
 
 async def test_quotas_hold_across_calls_and_a_restart(deployment, layout):
-    # Twelve entries in all, whatever the per-call cap (5) allows; the
-    # example `files` tool shares the grant and names the refusal.
+    # Twelve entries in all over ten calls, whatever the per-call cap (5)
+    # allows; the example `files` tool shares the grant and names the refusal.
     deploy(deployment, layout, max_files=5, quota_files=12)
     deployment.add_tool("files", "files", fs=layout.grants(quota_files=12), tool={"prefix": "f_"})
     async with deployment.client() as client:
-        runs = [attempts(await client.call_tool("fill_files", {"count": 5, "prefix": f"r{i}"})) for i in range(4)]
+        runs = [attempts(await client.call_tool("fill_files", {"count": 2, "prefix": f"r{i}"})) for i in range(10)]
         refused = await client.call_tool("f_write_file", {"path": "/scratch/one-more.txt", "content": "x"})
-    assert [r["created"] for r in runs] == [5, 5, 2, 0]
-    assert runs[2]["stopped_by"]["kind"] == "QuotaExceeded", runs[2]
+    assert [r["created"] for r in runs] == [2, 2, 2, 2, 2, 2, 0, 0, 0, 0]
+    assert all(r["stopped_by"]["kind"] == "QuotaExceeded" for r in runs[6:]), runs[6:]
     assert len(list(layout.work.rglob("*"))) == 12
     assert refused.is_error
     assert "quota: /scratch quota_files (12 entries)" in text_of(refused), text_of(refused)
