@@ -68,14 +68,15 @@ pub fn error_response(id: Value, code: i64, message: impl Into<String>) -> Value
 pub fn judge(line: &[u8], max_depth: usize) -> Verdict {
     let answer =
         |code, message: String| Verdict::Answer(error_response(recover_id(line), code, message));
-    let Ok(text) = std::str::from_utf8(line) else {
-        let at = std::str::from_utf8(line)
-            .err()
-            .map_or(0, |e| e.valid_up_to());
-        return answer(
-            PARSE_ERROR,
-            format!("parse error: the message is not valid UTF-8 (at byte {at})"),
-        );
+    let text = match std::str::from_utf8(line) {
+        Ok(text) => text,
+        Err(err) => {
+            let at = err.valid_up_to();
+            return answer(
+                PARSE_ERROR,
+                format!("parse error: the message is not valid UTF-8 (at byte {at})"),
+            );
+        }
     };
     if nesting_depth(line) > max_depth {
         return answer(
