@@ -2,6 +2,8 @@
 //! `stockade::audit` target. (The tamper-evident, hash-chained sink plugs
 //! in here.)
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use stockade_host_api::CallerIdentity;
 
@@ -15,6 +17,17 @@ pub enum EventKind {
     Call,
     /// Policy refused a call before it ran.
     CallDenied,
+}
+
+/// What the transport knows of one request, for its audit records.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// The connection (session) the request came on.
+    pub session: Arc<str>,
+    /// The JSON-RPC id, as text.
+    pub id: String,
+    /// The MCP protocol version the request was made under.
+    pub protocol: Option<String>,
 }
 
 /// One audit record.
@@ -81,6 +94,16 @@ impl<'a> AuditRecord<'a> {
             flags: &[],
             detail: None,
         }
+    }
+}
+
+impl<'a> AuditRecord<'a> {
+    /// The record with the session, JSON-RPC id and protocol of `request`.
+    pub fn with_request(mut self, request: &'a RequestInfo) -> Self {
+        self.session = Some(&request.session);
+        self.request_id = Some(&request.id);
+        self.protocol = request.protocol.as_deref();
+        self
     }
 }
 

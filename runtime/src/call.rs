@@ -10,7 +10,7 @@ use serde_json::Value;
 use stockade_host_api::{CallError, CallReport, CallerIdentity, ContentItem, Sandbox, ToolOutput};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{self, AuditRecord, EventKind};
+use crate::audit::{self, AuditRecord, EventKind, RequestInfo};
 use crate::hygiene;
 use crate::manifest::{OutputPolicy, Suspicious};
 use crate::policy::{self, CallerBudget, Denial};
@@ -22,17 +22,6 @@ pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
 
 /// The `_meta` key under which every tool result carries its correlation id.
 pub const CORRELATION_META_KEY: &str = "io.stockade/correlation";
-
-/// What the transport knows of one request, for its audit record.
-#[derive(Debug, Clone, Default)]
-pub struct RequestInfo {
-    /// The connection (session) the request came on.
-    pub session: Arc<str>,
-    /// The JSON-RPC id, as text.
-    pub id: String,
-    /// The MCP protocol version the request was made under.
-    pub protocol: Option<String>,
-}
 
 /// Runs calls for every transport.
 pub struct CallPath {
@@ -74,10 +63,8 @@ impl CallPath {
             .cloned()
             .collect();
         let correlation = new_correlation_id();
-        let mut record = AuditRecord::new(EventKind::List, &correlation, caller, "ok");
-        record.session = Some(&request.session);
-        record.request_id = Some(&request.id);
-        record.protocol = request.protocol.as_deref();
+        let record =
+            AuditRecord::new(EventKind::List, &correlation, caller, "ok").with_request(request);
         audit::record(&record);
         tools
     }
@@ -127,12 +114,10 @@ impl CallPath {
         correlation: &str,
     ) -> Result<CallToolResult, McpError> {
         let deny = |outcome: &str, message: String| {
-            let mut record = AuditRecord::new(EventKind::CallDenied, correlation, caller, outcome);
+            let mut record = AuditRecord::new(EventKind::CallDenied, correlation, caller, outcome)
+                .with_request(request);
             record.tool = Some(name);
             record.detail = Some(&message);
-            record.session = Some(&request.session);
-            record.request_id = Some(&request.id);
-            record.protocol = request.protocol.as_deref();
             audit::record(&record);
             message
         };
@@ -187,11 +172,9 @@ impl CallPath {
             .await;
         let response = respond(tool, &report);
 
-        let mut record = AuditRecord::new(EventKind::Call, correlation, caller, response.outcome);
+        let mut record = AuditRecord::new(EventKind::Call, correlation, caller, response.outcome)
+            .with_request(request);
         record.tool = Some(name);
-        record.session = Some(&request.session);
-        record.request_id = Some(&request.id);
-        record.protocol = request.protocol.as_deref();
         record.duration_ms = report.duration.as_millis() as u64;
         record.fuel = report.fuel_used;
         record.output_bytes = report.result.as_ref().map_or(0, ToolOutput::size_bytes);

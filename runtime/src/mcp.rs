@@ -11,7 +11,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use stockade_host_api::CallerIdentity;
 
-use crate::call::{CallPath, RequestInfo};
+use crate::audit::RequestInfo;
+use crate::call::CallPath;
 use crate::registry::RegisteredTool;
 
 /// How long clients may cache a tool list.
