@@ -21,7 +21,6 @@ mod quota;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Linker;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -112,7 +111,7 @@ struct GrantUse {
     max_files: u32,
     created: u32,
     /// Cumulative quotas, shared with the grant's output streams.
-    quota: Option<Arc<Mutex<QuotaUse>>>,
+    quota: Option<QuotaUse>,
 }
 
 impl FsGuard {
@@ -131,8 +130,7 @@ impl FsGuard {
                     created: 0,
                     quota: (g.mode == FsMode::ReadWrite)
                         .then(|| QuotaUse::new(&g.host_dir, g.quota_bytes, g.quota_files))
-                        .flatten()
-                        .map(|q| Arc::new(Mutex::new(q))),
+                        .flatten(),
                 })
                 .collect(),
             origin: HashMap::new(),
@@ -143,7 +141,7 @@ impl FsGuard {
 /// Admits growth of a grant's directory by `bytes` and `entries` under its
 /// quotas, recording the refusal when it would pass one.
 fn grow_within_quota(
-    quota: Option<&Arc<Mutex<QuotaUse>>>,
+    quota: Option<&QuotaUse>,
     refusals: &Refusals,
     guest_path: &str,
     bytes: u64,
@@ -152,11 +150,7 @@ fn grow_within_quota(
     let Some(quota) = quota else {
         return true;
     };
-    let grown = quota
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .grow(bytes, entries);
-    match grown {
+    match quota.grow(bytes, entries) {
         Ok(()) => true,
         Err(kind) => {
             refusals.record(kind.describe(guest_path));

@@ -45,7 +45,7 @@ pub(crate) struct CappedFileStream {
     /// Where the next write goes; `None` appends.
     position: Option<u64>,
     max_file_size: u64,
-    quota: Option<Arc<Mutex<QuotaUse>>>,
+    quota: Option<QuotaUse>,
     /// The call's refusals and the guest path of the grant.
     refusals: Refusals,
     grant: String,
@@ -57,7 +57,7 @@ pub(crate) struct StreamCaps {
     /// `max_file_size` of the grant.
     pub(crate) max_file_size: u64,
     /// The grant's quotas, if it has any.
-    pub(crate) quota: Option<Arc<Mutex<QuotaUse>>>,
+    pub(crate) quota: Option<QuotaUse>,
     /// Where refusals are recorded.
     pub(crate) refusals: Refusals,
     /// Guest path of the grant.

@@ -152,10 +152,7 @@ impl<'a> GuardedFs<'a> {
     /// Credits grant `index` with what the call removed from it.
     fn free(&self, index: usize, bytes: u64, entries: u64) {
         if let Some(quota) = &self.guard.grants[index].quota {
-            quota
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .free(bytes, entries);
+            quota.free(bytes, entries);
         }
     }
 

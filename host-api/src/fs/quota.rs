@@ -48,9 +48,14 @@ impl QuotaKind {
     }
 }
 
-/// One call's use of a grant's quotas.
+/// One call's use of a grant's quotas, shared by the call's filesystem
+/// view and the output streams it opens.
+#[derive(Debug, Clone)]
+pub(crate) struct QuotaUse(Arc<Mutex<CallQuota>>);
+
+/// What [`QuotaUse`] shares.
 #[derive(Debug)]
-pub(crate) struct QuotaUse {
+struct CallQuota {
     host_dir: PathBuf,
     max_bytes: Option<u64>,
     max_entries: Option<u64>,
@@ -80,7 +85,7 @@ impl QuotaUse {
             .entry(host_dir.to_owned())
             .or_default()
             .clone();
-        Some(Self {
+        Some(Self(Arc::new(Mutex::new(CallQuota {
             host_dir: host_dir.to_owned(),
             max_bytes,
             max_entries,
@@ -90,12 +95,23 @@ impl QuotaUse {
             added_entries: 0,
             freed_bytes: 0,
             freed_entries: 0,
-        })
+        }))))
     }
 
     /// Admits growth by `bytes` and `entries`, or names the quota it would
     /// pass. Admitted growth is counted at once.
-    pub(crate) fn grow(&mut self, bytes: u64, entries: u64) -> Result<(), QuotaKind> {
+    pub(crate) fn grow(&self, bytes: u64, entries: u64) -> Result<(), QuotaKind> {
+        lock(&self.0).grow(bytes, entries)
+    }
+
+    /// Credits this call with `bytes` and `entries` it removed.
+    pub(crate) fn free(&self, bytes: u64, entries: u64) {
+        lock(&self.0).free(bytes, entries);
+    }
+}
+
+impl CallQuota {
+    fn grow(&mut self, bytes: u64, entries: u64) -> Result<(), QuotaKind> {
         if bytes == 0 && entries == 0 {
             return Ok(());
         }
@@ -124,14 +140,14 @@ impl QuotaUse {
         Ok(())
     }
 
-    /// Credits this call with `bytes` and `entries` it removed.
-    pub(crate) fn free(&mut self, bytes: u64, entries: u64) {
+    fn free(&mut self, bytes: u64, entries: u64) {
         self.freed_bytes = self.freed_bytes.saturating_add(bytes);
         self.freed_entries = self.freed_entries.saturating_add(entries);
     }
 }
 
-impl Drop for QuotaUse {
+/// The call's growth leaves the ledger with its last handle.
+impl Drop for CallQuota {
     fn drop(&mut self) {
         let mut ledger = lock(&self.ledger);
         ledger.bytes = ledger.bytes.saturating_sub(self.added_bytes);
@@ -180,8 +196,8 @@ mod tests {
     fn counts_what_is_on_disk_and_what_running_calls_add() {
         let dir = scratch("ledger");
         assert_eq!(measure(&dir), (100, 2));
-        let mut first = QuotaUse::new(&dir, Some(150), Some(4)).unwrap();
-        let mut second = QuotaUse::new(&dir, Some(150), Some(4)).unwrap();
+        let first = QuotaUse::new(&dir, Some(150), Some(4)).unwrap();
+        let second = QuotaUse::new(&dir, Some(150), Some(4)).unwrap();
         first.grow(40, 1).unwrap();
         // The second call sees the first one's growth although it is not on disk.
         assert_eq!(second.grow(20, 0), Err(QuotaKind::Bytes(150)));
