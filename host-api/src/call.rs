@@ -370,11 +370,10 @@ impl CallError {
                 Self::Crashed("the tool panicked or aborted".into())
             }
             Some(trap) => Self::Crashed(trap.to_string()),
-            // wasmtime's error for this is a private type: its text is all
-            // there is to recognise it by.
-            // A host call's arguments are lifted with the guest on the
-            // stack (the error carries its frames); the result, after it
-            // returned.
+            // wasmtime's error for this is a private type, so its text is
+            // all there is to recognise it by. A host call's arguments are
+            // lifted with the guest on the stack (the error carries its
+            // frames); the result, after it returned.
             None if format!("{err:#}").contains(HOSTCALL_FUEL_EXHAUSTED) => {
                 let in_host_call = err
                     .downcast_ref::<WasmBacktrace>()
