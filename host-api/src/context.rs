@@ -12,6 +12,8 @@ pub struct CallerIdentity {
     pub user: Option<String>,
     /// Groups the caller belongs to.
     pub groups: Vec<String>,
+    /// OAuth scopes (or an API key's scopes) the caller holds.
+    pub scopes: Vec<String>,
     /// How many Stockade calls led to this one: 0 for a client's own call,
     /// N when the request came from a tool at depth N − 1 (read from the
     /// [`CALL_DEPTH_HEADER`] of an incoming request). Every request a tool

@@ -47,6 +47,19 @@ enum Command {
         /// Refuse to start when any tool is refused (default: serve the rest).
         #[arg(long)]
         strict: bool,
+        /// Serve MCP over Streamable HTTP on this address (overrides
+        /// `http.listen`; implies `--transport http`).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// DEVELOPMENT ONLY, loopback only: accept a random API key made at
+        /// start (printed once) for the `[stdio]` caller's identity.
+        #[arg(long)]
+        dev_api_key: bool,
+    },
+    /// Manage API keys for HTTP clients.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
     },
     /// Validate the config, every manifest and every component, then exit.
     Check {
@@ -59,10 +72,32 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Print a new key once, and the `[[auth.api_keys]]` entry (holding
+    /// only its SHA-256) to paste into stockade.toml.
+    New {
+        /// The client identity the key stands for.
+        #[arg(long)]
+        client: String,
+        /// The user, when the key acts for one person.
+        #[arg(long)]
+        user: Option<String>,
+        /// Groups, for tools' `[access]` (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Scopes, for tools' `[access]` (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Transport {
     /// MCP over standard input and output (one local client).
     Stdio,
+    /// MCP over Streamable HTTP (`[http]`), many authenticated clients.
+    Http,
 }
 
 /// Parses arguments, runs the command, reports errors without a backtrace.
@@ -86,7 +121,31 @@ pub fn main() -> ExitCode {
                 transport,
                 dev_secrets,
                 strict,
-            } => serve(&config, transport, dev_secrets.as_deref(), strict).await,
+                http,
+                dev_api_key,
+            } => {
+                let options = ServeOptions {
+                    transport: if http.is_some() {
+                        Transport::Http
+                    } else {
+                        transport
+                    },
+                    dev_secrets,
+                    strict,
+                    http,
+                    dev_api_key,
+                };
+                serve(&config, options).await
+            }
+            Command::Apikey {
+                command:
+                    ApikeyCommand::New {
+                        client,
+                        user,
+                        groups,
+                        scopes,
+                    },
+            } => new_api_key(&client, user.as_deref(), &groups, &scopes),
             Command::Check {
                 config,
                 dev_secrets,
@@ -105,11 +164,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Everything `load` brings up.
+type Loaded = (
+    StockadeConfig,
+    Arc<Sandbox>,
+    Registry,
+    Vec<String>,
+    Option<Arc<Backend>>,
+);
+
 /// Loads config, sandbox and tools; returns the registry and every problem found.
-async fn load(
-    config_path: &Path,
-    dev_secrets: Option<&Path>,
-) -> anyhow::Result<(StockadeConfig, Arc<Sandbox>, Registry, Vec<String>)> {
+async fn load(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<Loaded> {
     let (config, manifest_errors) = StockadeConfig::load(config_path)?;
     let secrets = match (dev_secrets, &config.vault) {
         (Some(file), _) => Some(Arc::new(Backend::Dev(
@@ -140,17 +205,32 @@ async fn load(
         .map(ToString::to_string)
         .chain(load_errors.iter().map(ToString::to_string))
         .collect();
-    Ok((config, sandbox, registry, problems))
+    Ok((config, sandbox, registry, problems, secrets))
 }
 
-async fn serve(
-    config_path: &Path,
+/// `serve`'s options besides the config file.
+struct ServeOptions {
     transport: Transport,
-    dev_secrets: Option<&Path>,
+    dev_secrets: Option<PathBuf>,
     strict: bool,
-) -> anyhow::Result<ExitCode> {
+    http: Option<std::net::SocketAddr>,
+    dev_api_key: bool,
+}
+
+async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<ExitCode> {
+    let ServeOptions {
+        transport,
+        dev_secrets,
+        strict,
+        http,
+        dev_api_key,
+    } = options;
+    if dev_api_key && transport != Transport::Http {
+        anyhow::bail!("--dev-api-key is for HTTP: add --http ADDR");
+    }
     let started = Instant::now();
-    let (config, sandbox, registry, problems) = load(config_path, dev_secrets).await?;
+    let (config, sandbox, registry, problems, secrets) =
+        load(config_path, dev_secrets.as_deref()).await?;
     for problem in &problems {
         tracing::error!("tool refused: {problem}");
     }
@@ -166,6 +246,7 @@ async fn serve(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ready"
     );
+    let tools = registry.len();
     let path = Arc::new(CallPath::new(
         sandbox,
         Arc::new(registry),
@@ -173,6 +254,12 @@ async fn serve(
         config.server.caller_budget,
     ));
     match transport {
+        Transport::Http => {
+            let addr = http
+                .or(config.http.listen)
+                .context("no address to serve HTTP on: pass --http ADDR or set http.listen")?;
+            serve_http(&config, addr, path, tools, secrets, dev_api_key).await?;
+        }
         Transport::Stdio => {
             let caller = CallerIdentity {
                 client: config
@@ -182,6 +269,7 @@ async fn serve(
                     .unwrap_or_else(|| "stdio".into()),
                 user: config.stdio.user.clone(),
                 groups: config.stdio.groups.clone(),
+                scopes: Vec::new(),
                 // A local client's own calls start the chain.
                 call_depth: 0,
             };
@@ -212,6 +300,90 @@ async fn serve(
             tracing::info!(?reason, "session over; exiting");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves over HTTP until SIGTERM or SIGINT.
+async fn serve_http(
+    config: &StockadeConfig,
+    addr: std::net::SocketAddr,
+    path: Arc<CallPath>,
+    tools: usize,
+    secrets: Option<Arc<Backend>>,
+    dev_api_key: bool,
+) -> anyhow::Result<()> {
+    let mut auth_settings = config.auth.clone();
+    let resource = crate::http::resource_uri(&config.http, addr);
+    if dev_api_key {
+        if !addr.ip().is_loopback() {
+            anyhow::bail!("--dev-api-key is for loopback addresses only ({addr} is not)");
+        }
+        let key = crate::auth::apikey::generate().context("no randomness for a key")?;
+        auth_settings.api_keys.add(crate::auth::apikey::ApiKey {
+            digest: crate::auth::apikey::digest(&key),
+            principal: crate::auth::Principal {
+                client: config.stdio.client.clone().unwrap_or_else(|| "dev".into()),
+                user: config.stdio.user.clone(),
+                groups: config.stdio.groups.clone(),
+                scopes: Vec::new(),
+                method: crate::auth::Method::ApiKey,
+            },
+        });
+        eprintln!(
+            "\nDEVELOPMENT API KEY (valid until this process stops): {key}\n\
+             - MCP Inspector:  npx @modelcontextprotocol/inspector --cli {resource} --transport http --header \"Authorization: Bearer {key}\" --method tools/list\n\
+             - Claude/Cursor-style client config:\n\
+               {{ \"mcpServers\": {{ \"stockade\": {{ \"type\": \"http\", \"url\": \"{resource}\", \"headers\": {{ \"Authorization\": \"Bearer {key}\" }} }} }} }}\n"
+        );
+    }
+    let metadata = crate::http::metadata_uri(&resource);
+    let auth = crate::auth::Authenticator::new(auth_settings, resource, metadata)
+        .map_err(anyhow::Error::msg)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let endpoint = crate::http::Endpoint {
+        auth,
+        path,
+        server_name: config.server.name.clone(),
+        readiness: crate::http::Readiness { tools, secrets },
+    };
+    crate::http::serve(
+        config.http.clone(),
+        addr,
+        endpoint,
+        shutdown,
+        config.server.shutdown_grace,
+    )
+    .await
+}
+
+/// `stockade apikey new`: the key once on stdout, then the config entry.
+fn new_api_key(
+    client: &str,
+    user: Option<&str>,
+    groups: &[String],
+    scopes: &[String],
+) -> anyhow::Result<ExitCode> {
+    let key = crate::auth::apikey::generate().context("no randomness for a key")?;
+    let quoted = |items: &[String]| {
+        items
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("API key (shown once; give it to the client, store it nowhere else):\n{key}\n");
+    println!("Add to stockade.toml:\n[[auth.api_keys]]");
+    println!("client = {client:?}");
+    if let Some(user) = user {
+        println!("user = {user:?}");
+    }
+    println!("groups = [{}]", quoted(groups));
+    println!("scopes = [{}]", quoted(scopes));
+    println!(
+        "sha256 = \"{}\"",
+        hex::encode(crate::auth::apikey::digest(&key))
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -264,7 +436,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 async fn check(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (_config, _sandbox, registry, problems) = load(config_path, dev_secrets).await?;
+    let (_config, _sandbox, registry, problems, _secrets) = load(config_path, dev_secrets).await?;
     for tool in registry.iter() {
         println!(
             "ok   {:<24} from {}",

@@ -54,6 +54,10 @@ pub struct StockadeConfig {
     pub vault: Option<VaultSettings>,
     /// How credentials are scrubbed.
     pub redaction: RedactionSettings,
+    /// The HTTP listener.
+    pub http: crate::http::HttpSettings,
+    /// How HTTP callers authenticate.
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// `[redaction]`: how injected credentials are scrubbed.
@@ -251,6 +255,10 @@ struct RawConfig {
     vault: Option<RawVault>,
     #[serde(default)]
     redaction: RedactionSettings,
+    #[serde(default)]
+    http: crate::http::RawHttp,
+    #[serde(default)]
+    auth: crate::auth::RawAuth,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -402,7 +410,11 @@ impl StockadeConfig {
             .as_ref()
             .map(|v| vault_settings(v, base, &invalid))
             .transpose()?;
+        let http = raw.http.check(base, &invalid)?;
+        let auth = raw.auth.check(&invalid)?;
         let config = Self {
+            http,
+            auth,
             vault,
             server,
             stdio,

@@ -1,9 +1,11 @@
 //! `stockade`: serve sandboxed WebAssembly tools over MCP.
 
 mod audit;
+mod auth;
 mod call;
 mod cli;
 mod config;
+mod http;
 mod hygiene;
 mod logging;
 mod manifest;

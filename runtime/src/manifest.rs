@@ -107,6 +107,9 @@ pub struct Access {
     /// Caller's user must be one of these.
     #[serde(default)]
     pub users: Vec<String>,
+    /// Caller must hold every one of these scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use stockade_host_api::CallerIdentity;
+use tracing::Instrument as _;
 
 use crate::audit::RequestInfo;
 use crate::call::CallPath;
@@ -22,7 +23,10 @@ const LIST_TTL_MS: u64 = 60_000;
 #[derive(Clone)]
 pub struct McpServer {
     path: Arc<CallPath>,
-    caller: CallerIdentity,
+    /// The peer, when the transport knows it once for all (stdio); `None`
+    /// when every request carries its own (HTTP, in the request's
+    /// extensions, put there by the authentication guard).
+    caller: Option<CallerIdentity>,
     name: String,
     /// Names this connection in the audit.
     session: Arc<str>,
@@ -33,10 +37,38 @@ impl McpServer {
     pub fn new(path: Arc<CallPath>, caller: CallerIdentity, name: &str) -> Self {
         Self {
             path,
-            caller,
+            caller: Some(caller),
             name: name.to_owned(),
             session: uuid::Uuid::new_v4().to_string().into(),
         }
+    }
+
+    /// A server whose callers are authenticated per HTTP request.
+    pub fn for_http(path: Arc<CallPath>, name: &str) -> Self {
+        Self {
+            path,
+            caller: None,
+            name: name.to_owned(),
+            session: uuid::Uuid::new_v4().to_string().into(),
+        }
+    }
+
+    /// The caller of the request behind `context`. A request with no
+    /// identity never gets past the HTTP guard; should one arrive, it is
+    /// refused here too.
+    fn caller<'a>(
+        &'a self,
+        context: &'a RequestContext<RoleServer>,
+    ) -> Result<&'a CallerIdentity, McpError> {
+        self.caller
+            .as_ref()
+            .or_else(|| {
+                context
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<CallerIdentity>())
+            })
+            .ok_or_else(|| McpError::invalid_request("not authenticated", None))
     }
 }
 
@@ -91,9 +123,10 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let caller = self.caller(&context)?;
         let tools = self
             .path
-            .visible_tools(&self.caller, &self.request_info(&context))
+            .visible_tools(caller, &self.request_info(&context))
             .iter()
             .map(|t| to_mcp_tool(t))
             .collect();
@@ -109,15 +142,14 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let info = self.request_info(&context);
+        let caller = self.caller(&context)?;
+        // Every log line of the call names its caller.
+        let span =
+            tracing::info_span!("call", client = %caller.client, user = caller.user.as_deref());
         // rmcp cancels `context.ct` on the client's notifications/cancelled.
         self.path
-            .call(
-                &self.caller,
-                &request.name,
-                request.arguments,
-                &context.ct,
-                &info,
-            )
+            .call(caller, &request.name, request.arguments, &context.ct, &info)
+            .instrument(span)
             .await
             .map(Into::into)
     }

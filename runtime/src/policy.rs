@@ -66,7 +66,8 @@ pub fn may_use(access: &Access, caller: &CallerIdentity) -> bool {
             .user
             .as_ref()
             .is_some_and(|u| access.users.contains(u));
-    group_ok && client_ok && user_ok
+    let scopes_ok = access.scopes.iter().all(|s| caller.scopes.contains(s));
+    group_ok && client_ok && user_ok && scopes_ok
 }
 
 /// Callers' rate state: one GCRA cell per caller (governor), swept of
@@ -184,7 +185,7 @@ mod tests {
             client: client.into(),
             user: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
-            call_depth: 0,
+            ..CallerIdentity::default()
         }
     }
 
@@ -203,6 +204,15 @@ mod tests {
             ..Access::default()
         };
         assert!(!may_use(&users, &caller("a", &[])));
+        let scoped = Access {
+            scopes: vec!["tools:read".into(), "tools:files".into()],
+            ..Access::default()
+        };
+        let mut holder = caller("a", &[]);
+        holder.scopes = vec!["tools:read".into()];
+        assert!(!may_use(&scoped, &holder), "every listed scope is needed");
+        holder.scopes.push("tools:files".into());
+        assert!(may_use(&scoped, &holder));
     }
 
     #[test]

@@ -92,6 +92,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Whether the backend answers now (for readiness): Vault must accept
+    /// a login; a development file always does.
+    pub async fn check(&self) -> Result<(), &'static str> {
+        match self {
+            Self::Vault(vault) => vault.check().await.map_err(Failure::reason),
+            Self::Dev(_) => Ok(()),
+        }
+    }
+
     async fn read(&self, reference: &SecretRef) -> Result<String, Failure> {
         match self {
             Self::Vault(vault) => vault.read(reference).await,

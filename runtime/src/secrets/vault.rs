@@ -98,6 +98,13 @@ impl VaultBackend {
         value
     }
 
+    /// Logs in (or renews) if needed: succeeds when Vault answers and
+    /// accepts Stockade's credentials.
+    pub async fn check(&self) -> Result<(), Failure> {
+        let mut session = self.session.lock().await;
+        self.refresh(&mut session).await
+    }
+
     async fn read_fresh(&self, reference: &SecretRef) -> Result<HashMap<String, String>, Failure> {
         let mut session = self.session.lock().await;
         self.refresh(&mut session).await?;
