@@ -74,6 +74,8 @@ class Deployment:
         self.server: dict = {"cache_dir": str(ROOT / ".stockade" / "test-cache")}
         self.stdio: dict = {}
         self.vault: dict = {}
+        self.http: dict = {}
+        self.auth: dict = {}
 
     def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
         """Writes `<name>.toml` for component `component` (a wasm stem).
@@ -97,6 +99,10 @@ class Deployment:
             tables["stdio"] = self.stdio
         if self.vault:
             tables["vault"] = self.vault
+        if self.http:
+            tables["http"] = self.http
+        if self.auth:
+            tables["auth"] = self.auth
         config.write_text(text + toml_tables(tables))
         return config
 

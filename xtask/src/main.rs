@@ -236,11 +236,14 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// The Node clients of `tests/node` (the TypeScript MCP SDK), installed
-/// from its pinned `package.json` when missing.
+/// The Node packages of `tests/node` (the TypeScript MCP SDK, the OAuth
+/// authorization server), installed from its pinned `package.json` when
+/// missing.
 fn ensure_node_clients(root: &Path) -> Result<()> {
     let dir = root.join("tests/node");
-    if dir.join("node_modules/@modelcontextprotocol/sdk").is_dir() {
+    if dir.join("node_modules/@modelcontextprotocol/sdk").is_dir()
+        && dir.join("node_modules/oidc-provider").is_dir()
+    {
         return Ok(());
     }
     run(Command::new("npm")

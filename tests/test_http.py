@@ -1,0 +1,275 @@
+"""MCP over Streamable HTTP with API keys: real clients in both eras, and
+every way an unauthenticated or wrongly authenticated request is refused
+without learning anything about the tools."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import httpx2
+import pytest
+
+from conftest import BINARY, ERAS, text_of
+from httpserve import INITIALIZE, HttpStockade, api_key, mcp_client, post, sse_json
+
+pytestmark = pytest.mark.anyio
+
+TOOL_NAMES = ["transform", "stats", "json_pick", "list_dir", "read_file", "search_files", "write_file", "fetch"]
+
+
+def leaks_a_tool(response: httpx2.Response) -> list[str]:
+    text = response.text + json.dumps(dict(response.headers))
+    return [name for name in TOOL_NAMES if name in text]
+
+
+@pytest.fixture
+def served(examples_deployment):
+    key, entry = api_key("desk", user="ann", groups=["analysts"])
+    examples_deployment.auth = {"api_keys": [entry]}
+    with HttpStockade(examples_deployment) as server:
+        server.key = key
+        yield server
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_the_python_client_lists_and_calls_every_example_tool(served, examples_deployment, mode):
+    async with mcp_client(served.url, served.key, mode) as client:
+        listed = sorted(t.name for t in (await client.list_tools()).tools)
+        slug = await client.call_tool("transform", {"text": "Hello, HTTP World!", "op": "slug"})
+        stats = await client.call_tool("stats", {"text": "one two\nthree"})
+        picked = await client.call_tool("json_pick", {"json": '{"a": [10, 20]}', "pointer": "/a/1"})
+        listing = await client.call_tool("list_dir", {"path": "/data"})
+        read = await client.call_tool("read_file", {"path": "/data/notes/plan.txt"})
+        found = await client.call_tool("search_files", {"path": "/data", "pattern": "needle"})
+        wrote = await client.call_tool("write_file", {"path": "/scratch/out.txt", "content": mode})
+        fetched = await client.call_tool("fetch", {"url": "http://127.0.0.2:9/"})
+    assert listed == sorted(TOOL_NAMES)
+    assert text_of(slug) == "hello-http-world"
+    assert not stats.is_error and text_of(picked) == "20"
+    assert [e["name"] for e in listing.structured_content["entries"]] == ["README.txt", "notes"]
+    assert "needle in a haystack" in text_of(read) and "plan.txt:2" in text_of(found)
+    assert not wrote.is_error and (examples_deployment.dir / "work" / "out.txt").read_text() == mode
+    assert fetched.is_error and "egress denied" in text_of(fetched)
+    # Every record of these calls names the authenticated caller.
+    calls = [r for r in served.audit() if r["event"] == "call"]
+    assert calls and all(r["client"] == "desk" and r["user"] == "ann" for r in calls)
+
+
+DISCOVER = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}
+LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}
+LIST_HEADERS = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}
+
+
+def test_without_credentials_nothing_is_served_and_nothing_named(served):
+    answers = [
+        post(served.url, INITIALIZE),
+        post(served.url, DISCOVER, headers={"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover"}),
+        post(served.url, LIST, headers=LIST_HEADERS),
+        httpx2.get(served.url, headers={"Accept": "text/event-stream"}),
+        httpx2.delete(served.url, headers={"Mcp-Session-Id": "guess"}),
+    ]
+    for response in answers:
+        assert response.status_code == 401, response.text
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith('Bearer resource_metadata="') and "/.well-known/oauth-protected-resource/mcp" in challenge
+        assert "error=" not in challenge
+        assert leaks_a_tool(response) == []
+        assert "mcp-session-id" not in response.headers
+    # Nothing reached the call path: no listing, no call in the audit.
+    assert served.audit() == []
+
+
+@pytest.mark.parametrize(
+    "headers, status, error",
+    [
+        ({"Authorization": "Bearer stk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, 401, "invalid_token"),
+        ({"Authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, 401, "invalid_token"),
+        ({"Authorization": "Basic ZGVzazpzZWNyZXQ="}, 400, "invalid_request"),
+        ({"Authorization": "Bearer " + "a" * 20000}, 401, "invalid_token"),
+    ],
+    ids=["unknown-key", "alg-none-without-issuer", "basic-scheme", "oversized"],
+)
+def test_a_bad_credential_is_refused_with_its_error_code(served, headers, status, error):
+    response = post(served.url, INITIALIZE, headers=headers)
+    assert response.status_code == status
+    assert f'error="{error}"' in response.headers["www-authenticate"]
+    assert response.json()["error"] == error
+    assert leaks_a_tool(response) == []
+
+
+def test_a_truncated_or_doubled_key_and_a_key_in_the_query_are_refused(served):
+    truncated = post(served.url, INITIALIZE, token=served.key[:-1])
+    in_query = post(served.url + "?access_token=" + served.key, INITIALIZE)
+    both = httpx2.post(served.url, content=json.dumps(INITIALIZE), headers=[
+        ("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream"),
+        ("Authorization", f"Bearer {served.key}"), ("Authorization", f"Bearer {served.key}")])
+    assert truncated.status_code == 401
+    assert in_query.status_code == 400 and "Authorization header" in in_query.json()["error_description"]
+    assert both.status_code == 400
+    # The right key still works afterwards.
+    assert post(served.url, INITIALIZE, token=served.key).status_code == 200
+
+
+def test_metadata_and_health_answer_without_credentials_and_name_no_tool(served):
+    for path in ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"]:
+        meta = httpx2.get(served.base + path)
+        assert meta.status_code == 200
+        assert meta.json()["resource"] == served.url
+        assert meta.json()["bearer_methods_supported"] == ["header"]
+        assert leaks_a_tool(meta) == []
+    assert httpx2.get(served.base + "/.well-known/oauth-protected-resource/other").status_code == 404
+    health = httpx2.get(served.base + "/healthz")
+    ready = httpx2.get(served.base + "/readyz")
+    assert (health.status_code, ready.status_code) == (200, 200)
+    assert leaks_a_tool(health) == leaks_a_tool(ready) == []
+    assert httpx2.get(served.base + "/anything").status_code == 404
+
+
+def test_a_foreign_origin_or_host_is_refused_before_authentication(served):
+    origin = post(served.url, INITIALIZE, token=served.key, headers={"Origin": "http://evil.example"})
+    host = post(served.url, INITIALIZE, token=served.key, headers={"Host": "evil.example"})
+    assert origin.status_code == 403 and "http.allowed_origins" in origin.text
+    assert host.status_code == 403 and "http.allowed_hosts" in host.text
+    assert post(served.url, INITIALIZE, token=served.key).status_code == 200
+
+
+def test_an_allowed_origin_passes(examples_deployment):
+    key, entry = api_key("web", groups=["analysts"])
+    examples_deployment.auth = {"api_keys": [entry]}
+    examples_deployment.http = {"allowed_origins": ["http://app.example:3000"]}
+    with HttpStockade(examples_deployment) as server:
+        allowed = post(server.url, INITIALIZE, token=key, headers={"Origin": "http://app.example:3000"})
+        other_port = post(server.url, INITIALIZE, token=key, headers={"Origin": "http://app.example:3001"})
+    assert allowed.status_code == 200
+    assert other_port.status_code == 403
+
+
+def open_session(url: str, token: str) -> str:
+    opened = post(url, INITIALIZE, token=token)
+    assert opened.status_code == 200, opened.text
+    session = opened.headers["mcp-session-id"]
+    headers = {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+    done = post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, token=token, headers=headers)
+    assert done.status_code == 202, done.text
+    return session
+
+
+def test_a_session_presented_by_another_caller_is_refused_as_unknown(examples_deployment):
+    ann, ann_entry = api_key("desk", user="ann", groups=["analysts"])
+    bob, bob_entry = api_key("desk", user="bob", groups=["analysts"])
+    examples_deployment.auth = {"api_keys": [ann_entry, bob_entry]}
+    list_call = {"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}}
+    with HttpStockade(examples_deployment) as server:
+        session = open_session(server.url, ann)
+        headers = {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+        stolen = post(server.url, list_call, token=bob, headers=headers)
+        unknown = post(server.url, list_call, token=bob, headers={**headers, "Mcp-Session-Id": "no-such-session"})
+        unauthenticated = post(server.url, list_call, headers=headers)
+        own = post(server.url, list_call, token=ann, headers=headers)
+        log = server.log
+    assert stolen.status_code == unknown.status_code == 404
+    assert stolen.text == unknown.text and leaks_a_tool(stolen) == []
+    assert unauthenticated.status_code == 401
+    assert own.status_code == 200 and "transform" in own.text
+    assert "a session opened by another caller was presented" in log
+
+
+def test_two_callers_at_once_see_and_call_only_their_own_tools(deployment):
+    deployment.add_tool("text-kit", "text_kit", access={"groups": ["analysts"]})
+    deployment.add_tool("ops-tools", "hostile_resource_cpu", access={"groups": ["ops"]})
+    ann, ann_entry = api_key("desk", user="ann", groups=["analysts"])
+    oz, oz_entry = api_key("runner", user="oz", groups=["ops"])
+    deployment.auth = {"api_keys": [ann_entry, oz_entry]}
+
+    async def session(token, mode, own, other, arguments):
+        async with mcp_client(server.url, token, mode) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            mine = await client.call_tool(own, arguments)
+            with pytest.raises(Exception) as refused:
+                await client.call_tool(other, {})
+        return names, mine, str(refused.value)
+
+    async def both(mode):
+        return await asyncio.gather(
+            session(ann, mode, "transform", "ok", {"text": "a", "op": "upper"}),
+            session(oz, mode, "ok", "transform", {}),
+        )
+
+    with HttpStockade(deployment) as server:
+        for mode in ERAS:
+            (ann_names, ann_call, ann_refusal), (oz_names, oz_call, oz_refusal) = asyncio.run(both(mode))
+            assert "transform" in ann_names and "ok" not in ann_names
+            assert "ok" in oz_names and "transform" not in oz_names
+            assert text_of(ann_call) == "A" and not oz_call.is_error
+            assert "unknown tool `ok`" in ann_refusal and "unknown tool `transform`" in oz_refusal
+        records = server.audit()
+    refused = [r for r in records if r["event"] == "call_denied"]
+    assert {(r["user"], r["tool"]) for r in refused} == {("ann", "ok"), ("oz", "transform")}
+
+
+def test_each_caller_has_its_own_rate_bucket(deployment):
+    deployment.add_tool("text-kit", "text_kit", limits={"rate": "2/min"})
+    ann, ann_entry = api_key("desk", user="ann")
+    bob, bob_entry = api_key("desk", user="bob")
+    deployment.auth = {"api_keys": [ann_entry, bob_entry]}
+
+    async def calls(token, n):
+        async with mcp_client(server.url, token, "2026-07-28") as client:
+            return [await client.call_tool("transform", {"text": "x", "op": "upper"}) for _ in range(n)]
+
+    with HttpStockade(deployment) as server:
+        ann_results = asyncio.run(calls(ann, 3))
+        bob_results = asyncio.run(calls(bob, 2))
+    assert [r.is_error for r in ann_results] == [False, False, True]
+    assert "rate limit exceeded for `transform`" in text_of(ann_results[2]) and "retry in" in text_of(ann_results[2])
+    assert [r.is_error for r in bob_results] == [False, False]
+
+
+def test_http_refuses_to_start_in_clear_off_loopback_or_without_authentication(examples_deployment):
+    config = examples_deployment.write()
+    no_auth = subprocess.run([str(BINARY), "serve", "--config", str(config), "--http", "127.0.0.1:0"],
+                             capture_output=True, text=True, timeout=60)
+    key, entry = api_key("desk")
+    examples_deployment.auth = {"api_keys": [entry]}
+    config = examples_deployment.write()
+    clear = subprocess.run([str(BINARY), "serve", "--config", str(config), "--http", "0.0.0.0:0"],
+                           capture_output=True, text=True, timeout=60)
+    dev_key_off_loopback = subprocess.run(
+        [str(BINARY), "serve", "--config", str(config), "--http", "0.0.0.0:0", "--dev-api-key"],
+        capture_output=True, text=True, timeout=60)
+    assert no_auth.returncode != 0 and "without authentication" in no_auth.stderr
+    assert clear.returncode != 0 and "[http.tls]" in clear.stderr and "allow_insecure" in clear.stderr
+    assert dev_key_off_loopback.returncode != 0 and "loopback" in dev_key_off_loopback.stderr
+    for run in (no_auth, clear, dev_key_off_loopback):
+        assert "panicked" not in run.stderr
+
+
+def test_bad_http_and_auth_settings_are_named(examples_deployment):
+    examples_deployment.auth = {"api_keys": [{"client": "x", "sha256": "not-hex"}]}
+    bad_key = examples_deployment.check()
+    examples_deployment.auth = {"oauth": {"issuer": "http://as.example"}}
+    clear_issuer = examples_deployment.check()
+    examples_deployment.auth = {"oauth": {"issuer": "https://as.example", "algorithms": ["HS256"]}}
+    hmac = examples_deployment.check()
+    examples_deployment.auth = {}
+    examples_deployment.http = {"tls": {"cert": "c.pem", "key": "k.pem", "client_certs": "required"}}
+    required_without_ca = examples_deployment.check()
+    assert "auth.api_keys[0].sha256" in bad_key.stdout + bad_key.stderr
+    assert "auth.oauth.issuer" in clear_issuer.stderr
+    assert "auth.oauth.algorithms" in hmac.stderr and "never none or HMAC" in hmac.stderr
+    assert "http.tls.client_certs" in required_without_ca.stderr
+
+
+def test_the_development_key_serves_the_stdio_identity_and_prints_how_to_connect(examples_deployment):
+    examples_deployment.stdio = {"client": "local", "groups": ["analysts"]}
+    with HttpStockade(examples_deployment, extra_args=["--dev-api-key"]) as server:
+        key = next(line.split(": ")[1].strip() for line in server.lines if "DEVELOPMENT API KEY" in line)
+        opened = post(server.url, INITIALIZE, token=key)
+        log = server.log
+    assert opened.status_code == 200
+    assert f"--header \"Authorization: Bearer {key}\"" in log
+    assert '"type": "http"' in log and server.url in log
