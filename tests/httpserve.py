@@ -73,7 +73,7 @@ class HttpStockade:
         self.lines: list[str] = []
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(60):
+        if not self.ready.wait(60) or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("stockade did not start serving HTTP:\n" + self.log)
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import subprocess
+import time
 
 import httpx2
 import pytest
@@ -256,7 +259,7 @@ def test_bad_http_and_auth_settings_are_named(examples_deployment):
     examples_deployment.auth = {"oauth": {"issuer": "https://as.example", "algorithms": ["HS256"]}}
     hmac = examples_deployment.check()
     examples_deployment.auth = {}
-    examples_deployment.http = {"tls": {"cert": "c.pem", "key": "k.pem", "client_certs": "required"}}
+    examples_deployment.http = {"tls": {"cert_file": "c.pem", "key_file": "k.pem", "client_certs": "required"}}
     required_without_ca = examples_deployment.check()
     assert "auth.api_keys[0].sha256" in bad_key.stdout + bad_key.stderr
     assert "auth.oauth.issuer" in clear_issuer.stderr
@@ -273,3 +276,83 @@ def test_the_development_key_serves_the_stdio_identity_and_prints_how_to_connect
     assert opened.status_code == 200
     assert f"--header \"Authorization: Bearer {key}\"" in log
     assert '"type": "http"' in log and server.url in log
+
+
+def spin_call(request_id: int = 7) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": "spin", "arguments": {}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}
+
+
+SPIN_HEADERS = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "spin"}
+
+
+@pytest.fixture
+def spinning(deployment):
+    """A tool whose every call runs for its whole 1.5 s timeout."""
+    deployment.add_tool("cpu", "hostile_resource_cpu", limits={"timeout": "1500ms", "fuel": 10**12})
+    key, entry = api_key("desk")
+    deployment.auth = {"api_keys": [entry]}
+    deployment.http = {"max_in_flight": 1, "header_timeout": "1s", "max_body": "64KiB"}
+    deployment.key = key
+    return deployment
+
+
+def test_past_max_in_flight_a_request_is_told_to_retry_and_the_first_completes(spinning):
+    import concurrent.futures
+
+    with HttpStockade(spinning) as server, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, server.url, spin_call(), token=spinning.key, headers=SPIN_HEADERS)
+        time.sleep(0.4)
+        second = post(server.url, spin_call(8), token=spinning.key, headers=SPIN_HEADERS)
+        first = first.result(30)
+        after = post(server.url, spin_call(9), token=spinning.key, headers=SPIN_HEADERS)
+    assert second.status_code == 503 and second.headers["retry-after"] == "1"
+    assert "http.max_in_flight" in second.text
+    assert first.status_code == 200 and "timeout" in json.dumps(sse_json(first))
+    assert after.status_code == 200
+
+
+def test_an_over_size_body_and_a_stalled_request_head_are_cut_off(spinning):
+    with HttpStockade(spinning) as server:
+        big = post(server.url, {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"pad": "x" * 100_000}},
+                   token=spinning.key, headers={"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"})
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            slow.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            started = time.time()
+            closed = slow.recv(1024) is not None
+            waited = time.time() - started
+        alive = post(server.url, INITIALIZE, token=spinning.key)
+    assert big.status_code == 413
+    assert closed and waited < 8, "the stalled connection was not closed by http.header_timeout"
+    assert alive.status_code == 200
+
+
+def test_sigterm_lets_a_call_in_flight_finish_then_exits_zero(spinning):
+    import concurrent.futures
+
+    server = HttpStockade(spinning)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(post, server.url, spin_call(), token=spinning.key, headers=SPIN_HEADERS)
+        time.sleep(0.4)
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(httpx2.HTTPError):
+            post(server.url, INITIALIZE, token=spinning.key)
+        answered = call.result(30)
+    assert answered.status_code == 200 and "timeout" in json.dumps(sse_json(answered))
+    assert server.proc.wait(30) == 0
+
+
+def test_the_call_depth_of_an_incoming_request_is_honoured(examples_deployment):
+    key, entry = api_key("desk", groups=["analysts"])
+    examples_deployment.auth = {"api_keys": [entry]}
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "stats", "arguments": {"text": "a"}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}
+    headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "stats"}
+    with HttpStockade(examples_deployment) as server:
+        deep = sse_json(post(server.url, call, token=key, headers={**headers, "stockade-call-depth": "4"}))
+        shallow = sse_json(post(server.url, call, token=key, headers={**headers, "stockade-call-depth": "1"}))
+        garbled = post(server.url, call, token=key, headers={**headers, "stockade-call-depth": "x"})
+    assert "max_call_depth" in json.dumps(deep)
+    assert shallow["result"]["isError"] is False
+    assert garbled.status_code == 400

@@ -33,9 +33,9 @@ pub struct RawHttp {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
-    cert: PathBuf,
-    key: PathBuf,
-    client_ca: Option<PathBuf>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
     #[serde(default)]
     client_certs: ClientCerts,
 }
@@ -147,16 +147,16 @@ impl RawHttp {
         let tls = self
             .tls
             .map(|raw| {
-                if raw.client_certs == ClientCerts::Required && raw.client_ca.is_none() {
+                if raw.client_certs == ClientCerts::Required && raw.client_ca_file.is_none() {
                     return Err(invalid(
                         "http.tls.client_certs",
-                        "\"optional\" unless http.tls.client_ca names the CAs to check them against",
+                        "\"optional\" unless http.tls.client_ca_file names the CAs to check them against",
                     ));
                 }
                 Ok(TlsSettings {
-                    cert: base.join(raw.cert),
-                    key: base.join(raw.key),
-                    client_ca: raw.client_ca.map(|p| base.join(p)),
+                    cert: base.join(raw.cert_file),
+                    key: base.join(raw.key_file),
+                    client_ca: raw.client_ca_file.map(|p| base.join(p)),
                     client_cert_required: raw.client_certs == ClientCerts::Required,
                 })
             })
