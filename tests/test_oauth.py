@@ -228,3 +228,25 @@ def test_tokens_from_a_real_authorization_server_work_and_its_key_rotation_is_fo
             rotated.stop()
         log = server.log
     assert a not in log and b not in log, "a client's token reached the log"
+
+
+def test_mcp_authlab_grades_the_resource_server_a(deployment, authserver):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    deployment.add_tool("text-kit", "text_kit", access={"scopes": ["tools:read"]})
+    deployment.auth = {"oauth": {"issuer": authserver.url, "scopes_supported": ["tools:read", "tools:files"]}}
+    with HttpStockade(deployment) as server:
+        token = authserver.token("agent-a", server.url)
+        foreign = authserver.token("agent-a", "http://127.0.0.1:1/mcp")
+        scan = subprocess.run(
+            [str(Path(sys.executable).parent / "mcp-authlab"), "scan", server.url, "--token", token,
+             "--foreign-token", foreign, "--no-login", "--format", "json", "--fail-under", "A"],
+            capture_output=True, text=True, timeout=300,
+        )
+    report = json.loads(scan.stdout)
+    failed = [r for r in report["results"] if r.get("status") == "fail"]
+    assert scan.returncode == 0, scan.stderr
+    assert report["grade"] == "A" and report["critical_failures"] == [] and report["must_failures"] == []
+    assert failed == [], failed

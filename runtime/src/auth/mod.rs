@@ -216,11 +216,16 @@ impl Authenticator {
     /// tool and no detail of the token.
     pub fn refusal(&self, failure: &AuthFailure) -> http::Response<String> {
         let mut challenge = format!("Bearer resource_metadata=\"{}\"", self.metadata_url);
-        if !self.settings.required_scopes.is_empty() {
-            challenge.push_str(&format!(
-                ", scope=\"{}\"",
-                self.settings.required_scopes.join(" ")
-            ));
+        // The scopes to ask for: those every caller needs, else those the
+        // tools are gated on (the issuer's list in the metadata).
+        let hint = match (&failure, self.settings.oauth.as_ref()) {
+            (AuthFailure::InsufficientScope(missing), _) => vec![missing.clone()],
+            _ if !self.settings.required_scopes.is_empty() => self.settings.required_scopes.clone(),
+            (_, Some(oauth)) => oauth.scopes_supported.clone(),
+            (_, None) => Vec::new(),
+        };
+        if !hint.is_empty() {
+            challenge.push_str(&format!(", scope=\"{}\"", hint.join(" ")));
         }
         let (status, error, description) = match failure {
             AuthFailure::Missing => (StatusCode::UNAUTHORIZED, None, "authentication required"),
@@ -240,12 +245,6 @@ impl Authenticator {
         };
         if let Some(error) = error {
             challenge.push_str(&format!(", error=\"{error}\""));
-        }
-        if let AuthFailure::InsufficientScope(scope) = failure {
-            // The scope parameter names what is missing.
-            if self.settings.required_scopes.is_empty() {
-                challenge.push_str(&format!(", scope=\"{scope}\""));
-            }
         }
         let body = serde_json::json!({
             "error": error.unwrap_or("unauthorized"),
