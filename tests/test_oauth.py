@@ -250,3 +250,15 @@ def test_mcp_authlab_grades_the_resource_server_a(deployment, authserver):
     assert scan.returncode == 0, scan.stderr
     assert report["grade"] == "A" and report["critical_failures"] == [] and report["must_failures"] == []
     assert failed == [], failed
+
+
+def test_a_remembered_token_is_refused_once_it_expires(deployment, issuer):
+    deployment.add_tool("text-kit", "text_kit")
+    deployment.auth = {"oauth": {"issuer": issuer.url, "leeway": "0s"}}
+    with HttpStockade(deployment) as server:
+        token = issuer.token(server.url, exp=int(time.time()) + 2)
+        first = post(server.url, INITIALIZE, token=token)
+        again = post(server.url, INITIALIZE, token=token)
+        time.sleep(3)
+        expired = post(server.url, INITIALIZE, token=token)
+    assert (first.status_code, again.status_code, expired.status_code) == (200, 200, 401)

@@ -19,6 +19,9 @@ use super::settings::OAuthSettings;
 /// Largest metadata or key-set document read from the issuer.
 const MAX_DOCUMENT: usize = 1 << 20;
 
+/// Tokens whose checks are remembered; past this the memory is cleared.
+const VERIFIED_CAPACITY: usize = 4096;
+
 /// Why a token was refused. The text goes to the log, never to the client.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenRefusal {
@@ -62,6 +65,8 @@ pub struct Claims {
     pub azp: Option<String>,
     /// Issued-at, seconds since the epoch.
     pub iat: Option<i64>,
+    /// Expiry, seconds since the epoch (required; checked by jsonwebtoken).
+    pub exp: Option<f64>,
     /// Every other claim, for the groups and scope claims.
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
@@ -91,6 +96,11 @@ pub struct JwtVerifier {
     cache: tokio::sync::RwLock<KeyCache>,
     /// Held while the keys are fetched, so one fetch serves every waiter.
     fetching: tokio::sync::Mutex<()>,
+    /// Tokens that passed every check, by SHA-256 of the whole token, with
+    /// their claims: a client presents the same token on every request
+    /// until it expires, and a signature check costs tens of microseconds.
+    /// Cleared whenever the issuer's keys change.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
 }
 
 impl JwtVerifier {
@@ -108,6 +118,7 @@ impl JwtVerifier {
             http,
             cache: tokio::sync::RwLock::new(KeyCache::default()),
             fetching: tokio::sync::Mutex::new(()),
+            verified: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -120,8 +131,37 @@ impl JwtVerifier {
     }
 
     /// The claims of `token`, once its signature and every registered
-    /// claim have passed.
+    /// claim have passed (now, or earlier with the same keys and the token
+    /// not yet expired).
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenRefusal> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let leeway = self.settings.leeway.as_secs() as i64;
+        if let Some(claims) = self.remembered(&digest)
+            && claims.exp.is_some_and(|exp| exp as i64 + leeway > now)
+        {
+            return Ok(claims);
+        }
+        let claims = self.check(token).await?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Claims> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
+    /// Every check of `token`, from its header to its claims.
+    async fn check(&self, token: &str) -> Result<Claims, TokenRefusal> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| TokenRefusal::Malformed(err.to_string()))?;
         if !self.settings.algorithms.contains(&header.alg) {
@@ -208,6 +248,11 @@ impl JwtVerifier {
         let mut cache = self.cache.write().await;
         cache.jwks_uri = Some(jwks_uri);
         cache.keys = fetched;
+        // A key that is gone must not keep vouching for its tokens.
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         tracing::info!(target: "stockade::auth", keys = cache.keys.len(), "issuer keys fetched");
         Ok(())
     }

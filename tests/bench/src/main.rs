@@ -3,9 +3,10 @@
 //!
 //! Run with `cargo xtask bench` (builds everything first), or
 //! `cargo xtask bench --quick` for a shorter, noisier run; `--only sandbox`
-//! (or `startup`, `stdio`) runs one section.
+//! (or `redaction`, `startup`, `stdio`, `http`) runs one section.
 
 mod deploy;
+mod http;
 mod redaction;
 mod sandbox;
 mod stats;
@@ -27,6 +28,11 @@ use crate::stdio::{ServerCommand, Session};
 const TARGET_SANDBOX_OVERHEAD: Duration = Duration::from_micros(50);
 const TARGET_STDIO_RATIO: f64 = 1.5;
 const TARGET_WARM_START: Duration = Duration::from_millis(100);
+const TARGET_HTTP_RATE: f64 = 5_000.0;
+const TARGET_AUTH_COST: Duration = Duration::from_micros(20);
+
+/// Concurrent clients in the HTTP measurements.
+const HTTP_CLIENTS: [usize; 3] = [1, 8, 64];
 
 /// The text every measured call transforms, and what `upper` makes of it.
 const TRANSFORM_INPUT: &str = "Hello, Stockade bench";
@@ -97,10 +103,17 @@ enum Section {
     Redaction,
     Startup,
     Stdio,
+    Http,
 }
 
 impl Section {
-    const ALL: [Self; 4] = [Self::Sandbox, Self::Redaction, Self::Startup, Self::Stdio];
+    const ALL: [Self; 5] = [
+        Self::Sandbox,
+        Self::Redaction,
+        Self::Startup,
+        Self::Stdio,
+        Self::Http,
+    ];
 
     fn parse(name: &str) -> Result<Self> {
         Ok(match name {
@@ -108,7 +121,8 @@ impl Section {
             "redaction" => Self::Redaction,
             "startup" => Self::Startup,
             "stdio" => Self::Stdio,
-            other => bail!("unknown section `{other}`: sandbox, redaction, startup or stdio"),
+            "http" => Self::Http,
+            other => bail!("unknown section `{other}`: sandbox, redaction, startup, stdio or http"),
         })
     }
 }
@@ -149,7 +163,7 @@ fn parse_and_run() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio]...\n\n\
+                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio|http]...\n\n\
                      Measures Stockade's per-call isolation against native baselines\n\
                      and prints a Markdown table. Build first: `cargo xtask bench`.\n\n\
                      --quick   fewer samples: a shorter, noisier run\n\
@@ -186,6 +200,7 @@ async fn run(plan: &Plan, quick: bool, sections: &[Section]) -> Result<()> {
                     measure_startup(plan, &artifacts, &scratch, &mut findings).await?
                 }
                 Section::Stdio => measure_stdio(plan, &artifacts, &scratch, &mut findings).await?,
+                Section::Http => measure_http(plan, &artifacts, &scratch, &mut findings).await?,
             }
         }
     }
@@ -470,6 +485,117 @@ async fn measure_stdio(
         baseline_name: "native rmcp server".into(),
         baseline: Figure::Rate(native_rate),
     });
+    Ok(())
+}
+
+/// `tools/call` over HTTP with each kind of credential, and at 1, 8 and
+/// 64 clients with JWTs, against the native rmcp HTTP server.
+async fn measure_http(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    scratch: &Scratch,
+    findings: &mut Findings,
+) -> Result<()> {
+    let (_, config) = examples_config(artifacts, scratch)?;
+    let issuer = http::Issuer::start().await?;
+    let (key, key_config) = http::api_key()?;
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&key_config);
+    text.push_str(&issuer.config());
+    let config = scratch.path("http.toml");
+    std::fs::write(&config, text)?;
+    let stockade = http::start(
+        &artifacts.stockade,
+        &[
+            "serve".into(),
+            "--config".into(),
+            config.to_string_lossy().into_owned(),
+        ],
+        "--http",
+    )
+    .await?;
+    let native = http::start(&artifacts.native_server, &[], "--http").await?;
+    let token = issuer.token(&stockade.url)?;
+
+    progress("http: sequential calls");
+    let (warmup, calls) = (plan.stdio_warmup, plan.stdio_calls);
+    // A token never seen before on every call: its signature is checked
+    // each time (minting them is not timed).
+    let fresh: Vec<Option<String>> = (0..warmup + calls)
+        .map(|_| issuer.token(&stockade.url).map(Some))
+        .collect::<Result<_>>()?;
+    let series = [vec![Some(key)], vec![Some(token.clone())], fresh];
+    let mut measured = http::interleaved(&stockade.url, &series, warmup, calls)
+        .await?
+        .into_iter();
+    let (Some(with_key), Some(with_jwt), Some(with_fresh)) =
+        (measured.next(), measured.next(), measured.next())
+    else {
+        bail!("one sample set per credential");
+    };
+    let bare = http::interleaved(&native.url, &[vec![None]], warmup, calls)
+        .await?
+        .remove(0);
+    let auth_cost = with_jwt.p50().saturating_sub(with_key.p50());
+    let check_cost = with_fresh.p50().saturating_sub(with_key.p50());
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "JWT authentication per request, a client's token reused (HTTP p50 with it minus with an API key) {} < {}; a token never seen before costs {}",
+            show_duration(auth_cost),
+            show_duration(TARGET_AUTH_COST),
+            show_duration(check_cost)
+        ),
+        met: auth_cost < TARGET_AUTH_COST,
+    });
+    for (credential, samples) in [
+        ("API key", with_key),
+        ("RS256 JWT reused", with_jwt),
+        ("a new RS256 JWT each call", with_fresh),
+    ] {
+        findings.rows.push(Row {
+            measure: format!(
+                "HTTP `tools/call`, sequential, {credential} ({} calls)",
+                samples.len()
+            ),
+            stockade: Figure::Latency(samples),
+            baseline_name: "native rmcp HTTP server, no auth".into(),
+            baseline: Figure::Latency(bare.clone()),
+        });
+    }
+    for clients in HTTP_CLIENTS {
+        progress(&format!("http: {clients} clients at once"));
+        let calls = plan.concurrent_calls.max(clients * 20);
+        let (rate, latency) = http::concurrent(&stockade.url, Some(&token), clients, calls).await?;
+        let (native_rate, native_latency) =
+            http::concurrent(&native.url, None, clients, calls).await?;
+        if clients == 8 {
+            findings.verdicts.push(Verdict {
+                what: format!(
+                    "HTTP with JWT auth, 8 clients: {} >= {}",
+                    stats::show_rate(rate),
+                    stats::show_rate(TARGET_HTTP_RATE)
+                ),
+                met: rate >= TARGET_HTTP_RATE,
+            });
+        }
+        findings.rows.push(Row {
+            measure: format!("HTTP `tools/call`/s, {clients} client(s), RS256 JWT"),
+            stockade: Figure::Rate(rate),
+            baseline_name: "native rmcp HTTP server, no auth".into(),
+            baseline: Figure::Rate(native_rate),
+        });
+        findings.rows.push(Row {
+            measure: format!(
+                "HTTP `tools/call` latency, {clients} client(s), RS256 JWT ({} calls)",
+                latency.len()
+            ),
+            stockade: Figure::Latency(latency),
+            baseline_name: "native rmcp HTTP server, no auth".into(),
+            baseline: Figure::Latency(native_latency),
+        });
+    }
+    stockade.stop().await?;
+    native.stop().await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! The native baseline: an MCP stdio server built with rmcp that serves
+//! The native baseline: an MCP server built with rmcp that serves
 //! text-kit's `transform` with the same logic compiled into the process,
-//! with no sandbox, policy, validation or audit in between.
+//! with no sandbox, policy, validation, authentication or audit in between.
+//! Over stdio by default; `--http ADDR` serves Streamable HTTP at `/mcp`.
 
 use std::sync::Arc;
 
@@ -76,9 +77,30 @@ impl ServerHandler for NativeTextKit {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let running = NativeTextKit::new()?
-        .serve(rmcp::transport::stdio())
-        .await?;
+    let server = NativeTextKit::new()?;
+    let mut args = std::env::args().skip(1);
+    if let (Some(flag), Some(addr)) = (args.next(), args.next())
+        && flag == "--http"
+    {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{
+            StreamableHttpServerConfig, StreamableHttpService,
+        };
+        let service = StreamableHttpService::new(
+            move || Ok(server.clone()),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+        let app = axum::Router::new().route_service("/mcp", service);
+        // As Stockade does: no Nagle delay on small responses.
+        use axum::serve::ListenerExt as _;
+        let listener = tokio::net::TcpListener::bind(&addr).await?.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).await?;
+        return Ok(());
+    }
+    let running = server.serve(rmcp::transport::stdio()).await?;
     running.waiting().await?;
     Ok(())
 }
