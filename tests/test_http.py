@@ -147,8 +147,14 @@ def test_an_allowed_origin_passes(examples_deployment):
     with HttpStockade(examples_deployment) as server:
         allowed = post(server.url, INITIALIZE, token=key, headers={"Origin": "http://app.example:3000"})
         other_port = post(server.url, INITIALIZE, token=key, headers={"Origin": "http://app.example:3001"})
+        own = post(server.url, INITIALIZE, token=key, headers={"Origin": server.base})
+        own_over_https = post(server.url, INITIALIZE, token=key, headers={"Origin": server.base.replace("http:", "https:")})
     assert allowed.status_code == 200
     assert other_port.status_code == 403
+    # The server's own origin is same-origin; the same host under another
+    # scheme is not.
+    assert own.status_code == 200
+    assert own_over_https.status_code == 403
 
 
 def open_session(url: str, token: str) -> str:

@@ -478,7 +478,10 @@ fn bound_output(output: ToolOutput, limits: &crate::CallLimits) -> Result<ToolOu
                         budget -= cut;
                         content.push(ContentItem::Text(text[..cut].to_owned()));
                     }
-                    ContentItem::Image { .. } => {}
+                    // Media and resources are kept whole or not at all.
+                    ContentItem::Image { .. }
+                    | ContentItem::Audio { .. }
+                    | ContentItem::Resource { .. } => {}
                 }
                 if budget == 0 {
                     break;

@@ -134,6 +134,18 @@ fn output(o: types::Output) -> ToolOutput {
                     data: i.data,
                     mime_type: i.mime_type,
                 },
+                types::Content::Audio(a) => ContentItem::Audio {
+                    data: a.data,
+                    mime_type: a.mime_type,
+                },
+                types::Content::Embedded(r) => ContentItem::Resource {
+                    uri: r.uri,
+                    mime_type: r.mime_type,
+                    body: match r.body {
+                        types::ResourceBody::Text(t) => crate::ResourceBody::Text(t),
+                        types::ResourceBody::Blob(b) => crate::ResourceBody::Blob(b),
+                    },
+                },
             })
             .collect(),
         structured: o.structured,

@@ -90,6 +90,31 @@ pub enum ContentItem {
         /// e.g. `image/png`.
         mime_type: String,
     },
+    /// A sound.
+    Audio {
+        /// Raw bytes.
+        data: Vec<u8>,
+        /// e.g. `audio/wav`.
+        mime_type: String,
+    },
+    /// An embedded resource.
+    Resource {
+        /// Its URI.
+        uri: String,
+        /// Its type, when the tool names one.
+        mime_type: Option<String>,
+        /// Its contents.
+        body: ResourceBody,
+    },
+}
+
+/// What an embedded resource holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceBody {
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
 }
 
 /// A successful tool result.
@@ -107,14 +132,27 @@ pub struct ToolOutput {
 impl ToolOutput {
     /// Bytes of content and structured text, the measure `max_output` bounds.
     pub fn size_bytes(&self) -> u64 {
-        let items: usize = self
-            .content
-            .iter()
-            .map(|item| match item {
-                ContentItem::Text(t) | ContentItem::Json(t) => t.len(),
-                ContentItem::Image { data, mime_type } => data.len() + mime_type.len(),
-            })
-            .sum();
+        let items: usize =
+            self.content
+                .iter()
+                .map(|item| match item {
+                    ContentItem::Text(t) | ContentItem::Json(t) => t.len(),
+                    ContentItem::Image { data, mime_type }
+                    | ContentItem::Audio { data, mime_type } => data.len() + mime_type.len(),
+                    ContentItem::Resource {
+                        uri,
+                        mime_type,
+                        body,
+                    } => {
+                        uri.len()
+                            + mime_type.as_ref().map_or(0, String::len)
+                            + match body {
+                                ResourceBody::Text(t) => t.len(),
+                                ResourceBody::Blob(b) => b.len(),
+                            }
+                    }
+                })
+                .sum();
         (items + self.structured.as_ref().map_or(0, String::len)) as u64
     }
 }

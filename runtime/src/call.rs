@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use rmcp::ErrorData as McpError;
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ResourceContents};
 use serde_json::Value;
-use stockade_host_api::{CallError, CallReport, CallerIdentity, ContentItem, Sandbox, ToolOutput};
+use stockade_host_api::{
+    CallError, CallReport, CallerIdentity, ContentItem, ResourceBody, Sandbox, ToolOutput,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditRecord, EventKind, RequestInfo};
@@ -299,11 +301,50 @@ fn sanitize(
                 content.push(ContentBlock::text(text.into_owned()));
             }
             ContentItem::Image { data, mime_type } => {
-                hygiene::check_image(mime_type, data)?;
+                hygiene::check_media(hygiene::Media::Image, mime_type, data)?;
                 content.push(ContentBlock::image(
                     base64::engine::general_purpose::STANDARD.encode(data),
                     mime_type.clone(),
                 ));
+            }
+            ContentItem::Audio { data, mime_type } => {
+                hygiene::check_media(hygiene::Media::Audio, mime_type, data)?;
+                content.push(ContentBlock::audio(
+                    base64::engine::general_purpose::STANDARD.encode(data),
+                    mime_type.clone(),
+                ));
+            }
+            ContentItem::Resource {
+                uri,
+                mime_type,
+                body,
+            } => {
+                let clean = |text: &str| {
+                    if policy.clean {
+                        hygiene::clean_text(text).into_owned()
+                    } else {
+                        text.to_owned()
+                    }
+                };
+                let contents = match body {
+                    ResourceBody::Text(text) => {
+                        let text = clean(text);
+                        note(&mut flags, hygiene::suspicious(&text));
+                        ResourceContents::TextResourceContents {
+                            uri: clean(uri),
+                            mime_type: mime_type.as_deref().map(clean),
+                            text,
+                            meta: None,
+                        }
+                    }
+                    ResourceBody::Blob(bytes) => ResourceContents::BlobResourceContents {
+                        uri: clean(uri),
+                        mime_type: mime_type.as_deref().map(clean),
+                        blob: base64::engine::general_purpose::STANDARD.encode(bytes),
+                        meta: None,
+                    },
+                };
+                content.push(ContentBlock::resource(contents));
             }
         }
     }

@@ -149,16 +149,49 @@ pub fn suspicious(text: &str) -> Vec<&'static str> {
     found
 }
 
-/// Checks that `data` is what `mime_type` says.
-pub fn check_image(mime_type: &str, data: &[u8]) -> Result<(), String> {
+/// What a media item claims to be.
+#[derive(Debug, Clone, Copy)]
+pub enum Media {
+    /// An image item.
+    Image,
+    /// An audio item.
+    Audio,
+}
+
+/// Other names clients use for the types `infer` reports.
+const MIME_ALIASES: &[(&str, &str)] = &[
+    ("audio/x-wav", "audio/wav"),
+    ("audio/x-wav", "audio/wave"),
+    ("audio/x-wav", "audio/vnd.wave"),
+    ("audio/x-flac", "audio/flac"),
+    ("audio/mpeg", "audio/mp3"),
+];
+
+/// Checks that `data` is a `media` item of the type `mime_type` says.
+pub fn check_media(media: Media, mime_type: &str, data: &[u8]) -> Result<(), String> {
+    let (noun, matcher) = match media {
+        Media::Image => ("an image", infer::MatcherType::Image),
+        Media::Audio => ("audio", infer::MatcherType::Audio),
+    };
+    let same = |found: &str| {
+        found.eq_ignore_ascii_case(mime_type)
+            || MIME_ALIASES.iter().any(|(canonical, alias)| {
+                *canonical == found && alias.eq_ignore_ascii_case(mime_type)
+            })
+    };
     match infer::get(data) {
-        Some(kind) if kind.mime_type().eq_ignore_ascii_case(mime_type) => Ok(()),
+        Some(kind) if kind.matcher_type() == matcher && same(kind.mime_type()) => Ok(()),
         Some(kind) => Err(format!(
-            "the tool returned an image declared as {mime_type} whose bytes are {}",
+            "the tool returned {noun} declared as {mime_type} whose bytes are {}",
             kind.mime_type()
         )),
         None => Err(format!(
-            "the tool returned an image declared as {mime_type} whose bytes are not a known image format"
+            "the tool returned {noun} declared as {mime_type} whose bytes are not a known {} format",
+            if matches!(media, Media::Image) {
+                "image"
+            } else {
+                "audio"
+            }
         )),
     }
 }
@@ -190,12 +223,24 @@ mod tests {
     #[test]
     fn an_image_must_be_what_it_says() {
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
-        assert!(check_image("image/png", png).is_ok());
+        assert!(check_media(Media::Image, "image/png", png).is_ok());
         assert!(
-            check_image("image/jpeg", png)
+            check_media(Media::Image, "image/jpeg", png)
                 .unwrap_err()
                 .contains("image/png")
         );
-        assert!(check_image("image/png", b"<svg/>").is_err());
+        assert!(check_media(Media::Image, "image/png", b"<svg/>").is_err());
+    }
+
+    #[test]
+    fn audio_must_be_audio_under_any_of_its_names() {
+        let wav = b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0";
+        assert!(check_media(Media::Audio, "audio/wav", wav).is_ok());
+        assert!(check_media(Media::Audio, "audio/x-wav", wav).is_ok());
+        assert!(check_media(Media::Audio, "audio/mpeg", wav).is_err());
+        // An image passed off as sound, and sound as an image.
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert!(check_media(Media::Audio, "image/png", png).is_err());
+        assert!(check_media(Media::Image, "audio/wav", wav).is_err());
     }
 }

@@ -21,6 +21,26 @@ impl Scrubber {
                         data: self.scrub(&data).unwrap_or(data),
                         mime_type: self.scrub_text(&mime_type),
                     },
+                    ContentItem::Audio { data, mime_type } => ContentItem::Audio {
+                        data: self.scrub(&data).unwrap_or(data),
+                        mime_type: self.scrub_text(&mime_type),
+                    },
+                    ContentItem::Resource {
+                        uri,
+                        mime_type,
+                        body,
+                    } => ContentItem::Resource {
+                        uri: self.scrub_text(&uri),
+                        mime_type: mime_type.map(|m| self.scrub_text(&m)),
+                        body: match body {
+                            crate::ResourceBody::Text(t) => {
+                                crate::ResourceBody::Text(self.scrub_text(&t))
+                            }
+                            crate::ResourceBody::Blob(b) => {
+                                crate::ResourceBody::Blob(self.scrub(&b).unwrap_or(b))
+                            }
+                        },
+                    },
                 })
                 .collect(),
             structured: output.structured.map(|s| self.scrub_json(s)),

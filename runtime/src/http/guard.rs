@@ -35,6 +35,8 @@ pub struct GuardState {
     pub(super) in_flight: Arc<Semaphore>,
     pub(super) allowed_hosts: Vec<String>,
     pub(super) allowed_origins: Vec<String>,
+    /// `http` or `https`, for the server's own origin.
+    pub(super) scheme: &'static str,
     pub(super) body_timeout: Duration,
     pub(super) readiness: Readiness,
 }
@@ -69,7 +71,7 @@ fn check_host_and_origin(state: &GuardState, request: &Request) -> Result<(), &'
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<http::uri::Authority>().ok());
-    let host_ok = host.is_some_and(|authority| {
+    let host_ok = host.as_ref().is_some_and(|authority| {
         let name = authority
             .host()
             .trim_start_matches('[')
@@ -85,12 +87,17 @@ fn check_host_and_origin(state: &GuardState, request: &Request) -> Result<(), &'
     }
     let mut origins = request.headers().get_all(header::ORIGIN).iter();
     if let Some(origin) = origins.next() {
+        // Listed origins, and this server's own (a page it served, were it
+        // to serve one: the Host has already passed its allowlist).
+        let own = host.map(|authority| format!("{}://{authority}", state.scheme));
         let allowed = origins.next().is_none()
             && origin.to_str().is_ok_and(|origin| {
-                state
-                    .allowed_origins
-                    .iter()
-                    .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+                own.as_deref()
+                    .is_some_and(|own| own.eq_ignore_ascii_case(origin))
+                    || state
+                        .allowed_origins
+                        .iter()
+                        .any(|allowed| allowed.eq_ignore_ascii_case(origin))
             });
         if !allowed {
             return Err("Origin not allowed (http.allowed_origins)");

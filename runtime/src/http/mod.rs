@@ -148,8 +148,8 @@ pub async fn serve(
     let rmcp_stop = CancellationToken::new();
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts.clone())
-        .with_allowed_origins(settings.allowed_origins.clone())
-        .enforce_origin_validation()
+        // The guard checks Origin (allowlist plus same-origin) first.
+        .disable_allowed_origins()
         .with_max_request_body_bytes(settings.max_body)
         .with_cancellation_token(rmcp_stop.clone());
     let mcp = StreamableHttpService::new(
@@ -170,6 +170,11 @@ pub async fn serve(
         in_flight: in_flight.clone(),
         allowed_hosts,
         allowed_origins: settings.allowed_origins.clone(),
+        scheme: if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         body_timeout: settings.body_timeout,
         readiness,
     });

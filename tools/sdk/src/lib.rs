@@ -30,7 +30,7 @@ mod tool;
 pub use bindings::stockade::tool::host::Level;
 pub use schemars;
 pub use serde_json;
-pub use tool::{Image, Output, Tool, ToolError, Toolbox, caller, log};
+pub use tool::{Media, Output, Tool, ToolError, Toolbox, caller, log};
 
 /// Generated bindings of the `stockade:tool` world.
 #[doc(hidden)]

@@ -90,11 +90,11 @@ impl Tool {
     }
 }
 
-/// An image in a result.
-pub struct Image {
+/// Bytes of an image or a sound in a result, and their type.
+pub struct Media {
     /// Raw bytes.
     pub data: Vec<u8>,
-    /// e.g. `image/png`.
+    /// e.g. `image/png`, `audio/wav`.
     pub mime_type: String,
 }
 
@@ -126,12 +126,53 @@ impl Output {
         self
     }
 
-    /// Adds an image item.
-    pub fn and_image(mut self, image: Image) -> Self {
-        self.content.push(types::Content::Image(types::Image {
+    /// Adds an image item (the host checks the bytes are the type named).
+    pub fn and_image(mut self, image: Media) -> Self {
+        self.content.push(types::Content::Image(types::Media {
             data: image.data,
             mime_type: image.mime_type,
         }));
+        self
+    }
+
+    /// Adds an audio item (the host checks the bytes are the type named).
+    pub fn and_audio(mut self, audio: Media) -> Self {
+        self.content.push(types::Content::Audio(types::Media {
+            data: audio.data,
+            mime_type: audio.mime_type,
+        }));
+        self
+    }
+
+    /// Adds an embedded text resource.
+    pub fn and_text_resource(
+        mut self,
+        uri: impl Into<String>,
+        mime_type: Option<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        self.content
+            .push(types::Content::Embedded(types::EmbeddedResource {
+                uri: uri.into(),
+                mime_type,
+                body: types::ResourceBody::Text(text.into()),
+            }));
+        self
+    }
+
+    /// Adds an embedded binary resource.
+    pub fn and_blob_resource(
+        mut self,
+        uri: impl Into<String>,
+        mime_type: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Self {
+        self.content
+            .push(types::Content::Embedded(types::EmbeddedResource {
+                uri: uri.into(),
+                mime_type,
+                body: types::ResourceBody::Blob(bytes),
+            }));
         self
     }
 }

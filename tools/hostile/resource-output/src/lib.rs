@@ -70,7 +70,7 @@ fn echo(args: EchoArgs) -> Result<Output, ToolError> {
         let data = (0..hex.len() / 2)
             .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
             .collect();
-        output = output.and_image(stockade_sdk::Image { data, mime_type });
+        output = output.and_image(stockade_sdk::Media { data, mime_type });
     }
     Ok(output)
 }
