@@ -362,3 +362,24 @@ def test_the_call_depth_of_an_incoming_request_is_honoured(examples_deployment):
     assert "max_call_depth" in json.dumps(deep)
     assert shallow["result"]["isError"] is False
     assert garbled.status_code == 400
+
+
+def test_a_caller_at_its_concurrency_limit_is_refused_while_another_is_served(deployment):
+    import concurrent.futures
+
+    deployment.add_tool("cpu", "hostile_resource_cpu",
+                        limits={"timeout": "1500ms", "fuel": 10**12, "caller_concurrency": 1})
+    ann, ann_entry = api_key("desk", user="ann")
+    bob, bob_entry = api_key("desk", user="bob")
+    deployment.auth = {"api_keys": [ann_entry, bob_entry]}
+    deployment.server["caller_concurrency"] = 2
+    with HttpStockade(deployment) as server, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, server.url, spin_call(1), token=ann, headers=SPIN_HEADERS)
+        time.sleep(0.4)
+        bobs = pool.submit(post, server.url, spin_call(2), token=bob, headers=SPIN_HEADERS)
+        second = sse_json(post(server.url, spin_call(3), token=ann, headers=SPIN_HEADERS))
+        first, bobs = sse_json(first.result(30)), sse_json(bobs.result(30))
+    refusal = json.dumps(second)
+    assert "this caller already has 1 calls running (limits.caller_concurrency)" in refusal
+    assert "timeout" in json.dumps(first) and "timeout" in json.dumps(bobs)
+    assert "already has" not in json.dumps(bobs)

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{self, AuditRecord, EventKind, RequestInfo};
 use crate::hygiene;
 use crate::manifest::{OutputPolicy, Suspicious};
-use crate::policy::{self, CallerBudget, Denial};
+use crate::policy::{self, CallerBudget, CallerSlots, Denial};
 use crate::registry::{RegisteredTool, Registry};
 use crate::units::Rate;
 
@@ -33,6 +33,8 @@ pub struct CallPath {
     max_call_depth: u32,
     /// `server.caller_budget`, when set.
     budget: Option<CallerBudget>,
+    /// `server.caller_concurrency`, when set.
+    caller_slots: Option<CallerSlots>,
 }
 
 impl CallPath {
@@ -42,12 +44,15 @@ impl CallPath {
         registry: Arc<Registry>,
         max_call_depth: u32,
         budget: Option<Rate>,
+        caller_concurrency: Option<u32>,
     ) -> Self {
         Self {
             sandbox,
             registry,
             max_call_depth,
             budget: budget.map(CallerBudget::new),
+            caller_slots: caller_concurrency
+                .map(|n| CallerSlots::new(n, "server.caller_concurrency")),
         }
     }
 
@@ -146,6 +151,10 @@ impl CallPath {
         {
             return Ok(error_result(deny("budget", denial.to_string())));
         }
+        let _caller_slot = match self.caller_slots.as_ref().map(|slots| slots.take(caller)) {
+            Some(Err(denial)) => return Ok(error_result(deny("denied", denial.to_string()))),
+            held => held,
+        };
         let _admission = match tool.component.limiter.admit(name, caller) {
             Ok(admission) => admission,
             Err(denial) => return Ok(error_result(deny("denied", denial.to_string()))),

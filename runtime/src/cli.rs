@@ -252,6 +252,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         Arc::new(registry),
         config.server.max_call_depth,
         config.server.caller_budget,
+        config.server.caller_concurrency,
     ));
     match transport {
         Transport::Http => {

@@ -131,6 +131,9 @@ pub struct ServerSettings {
     /// Calls one caller may make across all tools per window.
     #[serde(skip)]
     pub caller_budget: Option<crate::units::Rate>,
+    /// Calls one caller may have running at once across all tools.
+    #[serde(default)]
+    pub caller_concurrency: Option<u32>,
     /// `queue_timeout` as written, e.g. `"5s"`.
     #[serde(default, rename = "queue_timeout")]
     queue_timeout_text: Option<String>,
@@ -236,6 +239,7 @@ impl Default for ServerSettings {
             max_call_depth: default_max_call_depth(),
             caller_budget_text: None,
             caller_budget: None,
+            caller_concurrency: None,
             queue_timeout_text: None,
             queue_timeout: default_queue_timeout(),
             shutdown_grace_text: None,
@@ -379,6 +383,15 @@ impl StockadeConfig {
                 crate::units::parse_rate(text).map_err(|e| invalid("server.caller_budget", &e))?,
             ),
         };
+        if server
+            .caller_concurrency
+            .is_some_and(|n| n == 0 || n > server.max_concurrent_calls)
+        {
+            return Err(invalid(
+                "server.caller_concurrency",
+                "a number from 1 to server.max_concurrent_calls",
+            ));
+        }
         if !(1..=32).contains(&server.max_call_depth) {
             return Err(invalid("server.max_call_depth", "a number from 1 to 32"));
         }

@@ -35,6 +35,8 @@ pub struct ToolManifest {
     pub rate: Option<Rate>,
     /// Calls of this component's tools that may run at once.
     pub concurrency: Option<u32>,
+    /// Calls of this component's tools one caller may have running at once.
+    pub caller_concurrency: Option<u32>,
     /// Directory grants.
     pub fs: Vec<FsGrant>,
     /// Network grant.
@@ -166,6 +168,7 @@ struct RawLimits {
     stdio: Option<String>,
     rate: Option<String>,
     concurrency: Option<u32>,
+    caller_concurrency: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +271,14 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
             "a number from 1 to 1024".into(),
         ));
     }
+    if let Some(n) = raw.limits.caller_concurrency
+        && !(1..=1024).contains(&n)
+    {
+        return Err(invalid(
+            "limits.caller_concurrency",
+            "a number from 1 to 1024".into(),
+        ));
+    }
 
     let mut fs = Vec::new();
     for (guest, grant) in &raw.fs {
@@ -325,6 +336,7 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
         limits,
         rate,
         concurrency: raw.limits.concurrency,
+        caller_concurrency: raw.limits.caller_concurrency,
         fs,
         egress,
         access: raw.access,

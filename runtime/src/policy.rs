@@ -54,6 +54,52 @@ pub enum Denial {
         /// Its limit.
         limit: u32,
     },
+    /// This caller already has as many calls running as it may.
+    #[error("this caller already has {limit} calls running ({rule}); retry when one ends")]
+    CallerBusy {
+        /// Its limit.
+        limit: u32,
+        /// The setting that says so.
+        rule: &'static str,
+    },
+}
+
+/// Calls one caller may have running at once, each caller counted apart
+/// (one semaphore per caller, dropped once idle).
+pub struct CallerSlots {
+    limit: u32,
+    rule: &'static str,
+    callers: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+}
+
+impl CallerSlots {
+    /// At most `limit` calls per caller, refused naming `rule`.
+    pub fn new(limit: u32, rule: &'static str) -> Self {
+        Self {
+            limit,
+            rule,
+            callers: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// One of `caller`'s slots, held until dropped, or why not.
+    pub fn take(&self, caller: &CallerIdentity) -> Result<OwnedSemaphorePermit, Denial> {
+        let semaphore = {
+            let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+            if callers.len() >= SWEEP_AT {
+                // Idle callers: nobody holds their semaphore or a permit.
+                callers.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            callers
+                .entry(caller_key(caller))
+                .or_insert_with(|| Arc::new(Semaphore::new(self.limit as usize)))
+                .clone()
+        };
+        semaphore.try_acquire_owned().map_err(|_| Denial::CallerBusy {
+            limit: self.limit,
+            rule: self.rule,
+        })
+    }
 }
 
 /// Whether `caller` may see and call a tool governed by `access`.
@@ -78,6 +124,7 @@ type CallerRates = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultCl
 pub struct ToolLimiter {
     rate: Option<(Rate, CallerRates)>,
     concurrency: Option<(u32, Arc<Semaphore>)>,
+    caller_concurrency: Option<CallerSlots>,
 }
 
 /// The key a caller's rate and budget state is kept under.
@@ -124,6 +171,7 @@ impl CallerBudget {
 /// Held for the duration of an admitted call.
 pub struct Admission {
     _permit: Option<OwnedSemaphorePermit>,
+    _caller_permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Callers tracked before those whose state has fully recovered are dropped.
@@ -131,10 +179,12 @@ const SWEEP_AT: usize = 10_000;
 
 impl ToolLimiter {
     /// Limits from a manifest; `None` means unlimited.
-    pub fn new(rate: Option<Rate>, concurrency: Option<u32>) -> Self {
+    pub fn new(rate: Option<Rate>, concurrency: Option<u32>, caller_concurrency: Option<u32>) -> Self {
         Self {
             rate: rate.map(|r| (r, RateLimiter::keyed(quota(r)))),
             concurrency: concurrency.map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
+            caller_concurrency: caller_concurrency
+                .map(|n| CallerSlots::new(n, "limits.caller_concurrency")),
         }
     }
 
@@ -154,6 +204,11 @@ impl ToolLimiter {
                 });
             }
         }
+        let caller_permit = self
+            .caller_concurrency
+            .as_ref()
+            .map(|slots| slots.take(caller))
+            .transpose()?;
         let permit = match &self.concurrency {
             Some((limit, semaphore)) => Some(semaphore.clone().try_acquire_owned().map_err(
                 |_| Denial::Busy {
@@ -163,7 +218,10 @@ impl ToolLimiter {
             )?),
             None => None,
         };
-        Ok(Admission { _permit: permit })
+        Ok(Admission {
+            _permit: permit,
+            _caller_permit: caller_permit,
+        })
     }
 }
 
@@ -223,6 +281,7 @@ mod tests {
                 per: Duration::from_secs(3600),
             }),
             None,
+            None,
         );
         let a = caller("a", &[]);
         assert!(limiter.admit("t", &a).is_ok());
@@ -235,8 +294,23 @@ mod tests {
     }
 
     #[test]
+    fn each_caller_has_its_own_concurrency_slots() {
+        let limiter = ToolLimiter::new(None, None, Some(1));
+        let (a, b) = (caller("a", &[]), caller("b", &[]));
+        let held = limiter.admit("t", &a).unwrap();
+        assert!(matches!(
+            limiter.admit("t", &a),
+            Err(Denial::CallerBusy { limit: 1, rule: "limits.caller_concurrency" })
+        ));
+        let other = limiter.admit("t", &b);
+        assert!(other.is_ok(), "another caller is not held back");
+        drop(held);
+        assert!(limiter.admit("t", &a).is_ok());
+    }
+
+    #[test]
     fn concurrency_is_released_when_the_call_ends() {
-        let limiter = ToolLimiter::new(None, Some(1));
+        let limiter = ToolLimiter::new(None, Some(1), None);
         let a = caller("a", &[]);
         let held = limiter.admit("t", &a).unwrap();
         assert!(matches!(limiter.admit("t", &a), Err(Denial::Busy { .. })));

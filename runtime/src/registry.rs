@@ -160,7 +160,11 @@ async fn load_component(
         descriptors.retain(|d| expose.contains(&d.name));
     }
     let entry = Arc::new(ComponentEntry {
-        limiter: ToolLimiter::new(manifest.rate, manifest.concurrency),
+        limiter: ToolLimiter::new(
+            manifest.rate,
+            manifest.concurrency,
+            manifest.caller_concurrency,
+        ),
         manifest: manifest.clone(),
         loaded,
         grant,
