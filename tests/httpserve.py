@@ -228,11 +228,11 @@ class Issuer:
 class AuthServer:
     """oidc-provider (tests/node/authserver.mjs) on 127.0.0.1."""
 
-    def __init__(self, port: int | None = None, kid: str = "k1"):
+    def __init__(self, port: int | None = None, kid: str = "k1", opaque: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            ["node", "authserver.mjs", str(self.port), kid],
+            ["node", "authserver.mjs", str(self.port), kid, *(["opaque"] if opaque else [])],
             cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for line in self.proc.stdout:

@@ -262,3 +262,46 @@ def test_a_remembered_token_is_refused_once_it_expires(deployment, issuer):
         time.sleep(3)
         expired = post(server.url, INITIALIZE, token=token)
     assert (first.status_code, again.status_code, expired.status_code) == (200, 200, 401)
+
+
+def test_opaque_tokens_are_checked_by_introspection(deployment, tmp_path):
+    server_as = AuthServer(opaque=True)
+    try:
+        secret = tmp_path / "introspection-secret"
+        secret.write_text("resource-server-secret\n")
+        deployment.add_tool("text-kit", "text_kit", access={"groups": ["analysts"]})
+        deployment.auth = {"oauth": {
+            "issuer": server_as.url,
+            "introspection_endpoint": f"{server_as.url}/token/introspection",
+            "introspection_client": "resource-server",
+            "introspection_secret_file": str(secret),
+        }}
+        with HttpStockade(deployment) as server:
+            token = server_as.token("agent-a", server.url)
+            elsewhere = server_as.token("agent-a", "http://127.0.0.1:1/mcp")
+            other_group = server_as.token("agent-b", server.url)
+            assert "." not in token, "the authorization server issued a JWT, not an opaque token"
+
+            async def names(t):
+                async with mcp_client(server.url, t, "2026-07-28") as client:
+                    return {tool.name for tool in (await client.list_tools()).tools}
+
+            assert "transform" in asyncio.run(names(token))
+            assert "transform" not in asyncio.run(names(other_group))
+            misdirected = post(server.url, INITIALIZE, token=elsewhere)
+            made_up = post(server.url, INITIALIZE, token="x" * 43)
+            log = server.log
+        assert misdirected.status_code == made_up.status_code == 401
+        assert "introspection: not meant for this server (aud)" in log
+        assert "introspection: the token is not active" in log
+        assert token not in log
+    finally:
+        server_as.stop()
+
+
+def test_introspection_settings_come_together(deployment):
+    deployment.add_tool("text-kit", "text_kit")
+    deployment.auth = {"oauth": {"issuer": "https://as.example", "introspection_endpoint": "https://as.example/i"}}
+    checked = deployment.check()
+    assert checked.returncode != 0
+    assert "auth.oauth.introspection_endpoint" in checked.stderr and "together" in checked.stderr

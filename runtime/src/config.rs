@@ -424,7 +424,7 @@ impl StockadeConfig {
             .map(|v| vault_settings(v, base, &invalid))
             .transpose()?;
         let http = raw.http.check(base, &invalid)?;
-        let auth = raw.auth.check(&invalid)?;
+        let auth = raw.auth.check(base, &invalid)?;
         let config = Self {
             http,
             auth,

@@ -95,10 +95,12 @@ impl CallerSlots {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.limit as usize)))
                 .clone()
         };
-        semaphore.try_acquire_owned().map_err(|_| Denial::CallerBusy {
-            limit: self.limit,
-            rule: self.rule,
-        })
+        semaphore
+            .try_acquire_owned()
+            .map_err(|_| Denial::CallerBusy {
+                limit: self.limit,
+                rule: self.rule,
+            })
     }
 }
 
@@ -179,7 +181,11 @@ const SWEEP_AT: usize = 10_000;
 
 impl ToolLimiter {
     /// Limits from a manifest; `None` means unlimited.
-    pub fn new(rate: Option<Rate>, concurrency: Option<u32>, caller_concurrency: Option<u32>) -> Self {
+    pub fn new(
+        rate: Option<Rate>,
+        concurrency: Option<u32>,
+        caller_concurrency: Option<u32>,
+    ) -> Self {
         Self {
             rate: rate.map(|r| (r, RateLimiter::keyed(quota(r)))),
             concurrency: concurrency.map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
@@ -300,7 +306,10 @@ mod tests {
         let held = limiter.admit("t", &a).unwrap();
         assert!(matches!(
             limiter.admit("t", &a),
-            Err(Denial::CallerBusy { limit: 1, rule: "limits.caller_concurrency" })
+            Err(Denial::CallerBusy {
+                limit: 1,
+                rule: "limits.caller_concurrency"
+            })
         ));
         let other = limiter.admit("t", &b);
         assert!(other.is_ok(), "another caller is not held back");

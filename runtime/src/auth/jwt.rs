@@ -15,12 +15,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::settings::OAuthSettings;
+use super::verified::VerifiedTokens;
 
 /// Largest metadata or key-set document read from the issuer.
 const MAX_DOCUMENT: usize = 1 << 20;
-
-/// Tokens whose checks are remembered; past this the memory is cleared.
-const VERIFIED_CAPACITY: usize = 4096;
 
 /// Why a token was refused. The text goes to the log, never to the client.
 #[derive(Debug, thiserror::Error)]
@@ -96,11 +94,9 @@ pub struct JwtVerifier {
     cache: tokio::sync::RwLock<KeyCache>,
     /// Held while the keys are fetched, so one fetch serves every waiter.
     fetching: tokio::sync::Mutex<()>,
-    /// Tokens that passed every check, by SHA-256 of the whole token, with
-    /// their claims: a client presents the same token on every request
-    /// until it expires, and a signature check costs tens of microseconds.
-    /// Cleared whenever the issuer's keys change.
-    verified: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
+    /// Tokens that passed, until they expire; cleared whenever the
+    /// issuer's keys change.
+    verified: VerifiedTokens,
 }
 
 impl JwtVerifier {
@@ -118,7 +114,7 @@ impl JwtVerifier {
             http,
             cache: tokio::sync::RwLock::new(KeyCache::default()),
             fetching: tokio::sync::Mutex::new(()),
-            verified: std::sync::Mutex::new(HashMap::new()),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -134,30 +130,16 @@ impl JwtVerifier {
     /// claim have passed (now, or earlier with the same keys and the token
     /// not yet expired).
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenRefusal> {
-        use sha2::Digest as _;
-        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        let now = jsonwebtoken::get_current_timestamp() as i64;
-        let leeway = self.settings.leeway.as_secs() as i64;
-        if let Some(claims) = self.remembered(&digest)
-            && claims.exp.is_some_and(|exp| exp as i64 + leeway > now)
+        let key = VerifiedTokens::key(token);
+        if let Some(claims) = self
+            .verified
+            .get(&key, self.settings.leeway.as_secs() as i64)
         {
             return Ok(claims);
         }
         let claims = self.check(token).await?;
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.clear();
-        }
-        verified.insert(digest, claims.clone());
+        self.verified.insert(key, claims.clone());
         Ok(claims)
-    }
-
-    fn remembered(&self, digest: &[u8; 32]) -> Option<Claims> {
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(digest)
-            .cloned()
     }
 
     /// Every check of `token`, from its header to its claims.
@@ -249,10 +231,7 @@ impl JwtVerifier {
         cache.jwks_uri = Some(jwks_uri);
         cache.keys = fetched;
         // A key that is gone must not keep vouching for its tokens.
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.verified.clear();
         tracing::info!(target: "stockade::auth", keys = cache.keys.len(), "issuer keys fetched");
         Ok(())
     }
@@ -333,29 +312,38 @@ impl JwtVerifier {
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
         check_fetchable(url)?;
-        let mut response = self
+        let response = self
             .http
             .get(url)
             .header("accept", "application/json")
             .send()
             .await
             .map_err(|err| format!("{url}: {err}"))?;
-        if !response.status().is_success() {
-            return Err(format!("{url}: HTTP {}", response.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| format!("{url}: {err}"))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT {
-                return Err(format!("{url}: larger than {MAX_DOCUMENT} bytes"));
-            }
-        }
-        serde_json::from_slice(&body).map_err(|err| format!("{url}: not JSON: {err}"))
+        read_json(response, url).await
     }
+}
+
+/// The JSON body of a successful answer from the issuer, read up to
+/// [`MAX_DOCUMENT`] bytes.
+pub async fn read_json(
+    mut response: reqwest::Response,
+    url: &str,
+) -> Result<serde_json::Value, String> {
+    if !response.status().is_success() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| format!("{url}: {err}"))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_DOCUMENT {
+            return Err(format!("{url}: larger than {MAX_DOCUMENT} bytes"));
+        }
+    }
+    serde_json::from_slice(&body).map_err(|err| format!("{url}: not JSON: {err}"))
 }
 
 /// `https://host/a/b` as (`https://host`, `/a/b`).

@@ -6,8 +6,10 @@
 //! served. The bearer value itself is never logged or passed on.
 
 pub mod apikey;
+pub mod introspect;
 pub mod jwt;
 pub mod settings;
+pub mod verified;
 
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use stockade_host_api::CallerIdentity;
@@ -79,6 +81,7 @@ pub enum AuthFailure {
 pub struct Authenticator {
     settings: AuthSettings,
     jwt: Option<JwtVerifier>,
+    introspector: Option<introspect::Introspector>,
     /// This server's canonical resource URI (the audience of its tokens).
     resource: String,
     /// Where the protected-resource metadata is served.
@@ -98,9 +101,24 @@ impl Authenticator {
             .clone()
             .map(|oauth| JwtVerifier::new(oauth, resource.clone()))
             .transpose()?;
+        let introspector = settings
+            .oauth
+            .as_ref()
+            .and_then(|oauth| {
+                oauth.introspection.as_ref().map(|introspection| {
+                    introspect::Introspector::new(
+                        introspection,
+                        &oauth.issuer,
+                        &resource,
+                        oauth.leeway,
+                    )
+                })
+            })
+            .transpose()?;
         Ok(Self {
             settings,
             jwt,
+            introspector,
             resource,
             metadata_url,
         })
@@ -160,6 +178,16 @@ impl Authenticator {
                 .find(token)
                 .cloned()
                 .ok_or_else(|| AuthFailure::Invalid("unknown API key".into()))?
+        } else if let Some(introspector) = self
+            .introspector
+            .as_ref()
+            .filter(|_| !looks_like_jwt(token))
+        {
+            let claims = introspector
+                .verify(token)
+                .await
+                .map_err(|refusal| AuthFailure::Invalid(refusal.to_string()))?;
+            self.principal_of(claims)?
         } else if let Some(jwt) = &self.jwt {
             let claims = jwt
                 .verify(token)
@@ -291,6 +319,12 @@ impl Authenticator {
         }
         metadata
     }
+}
+
+/// Whether `token` has the shape of a JWS (three dot-separated parts);
+/// anything else is opaque.
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
 }
 
 /// Whether a query string carries a token (`access_token=`), which is

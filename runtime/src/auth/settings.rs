@@ -1,5 +1,6 @@
 //! `[auth]` in `stockade.toml`: API keys and the OAuth issuer.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -47,6 +48,9 @@ struct RawOAuth {
     jwks_refresh: Option<String>,
     #[serde(default)]
     scopes_supported: Vec<String>,
+    introspection_endpoint: Option<String>,
+    introspection_client: Option<String>,
+    introspection_secret_file: Option<PathBuf>,
 }
 
 fn default_groups_claim() -> String {
@@ -72,6 +76,19 @@ pub struct OAuthSettings {
     pub jwks_refresh: Duration,
     /// Scopes listed in the protected-resource metadata.
     pub scopes_supported: Vec<String>,
+    /// RFC 7662 introspection of opaque tokens, when configured.
+    pub introspection: Option<IntrospectionSettings>,
+}
+
+/// Where and as whom opaque tokens are introspected.
+#[derive(Debug, Clone)]
+pub struct IntrospectionSettings {
+    /// The issuer's introspection endpoint.
+    pub endpoint: String,
+    /// Stockade's client id at the issuer.
+    pub client: String,
+    /// The file holding Stockade's client secret (read at start).
+    pub secret_file: PathBuf,
 }
 
 /// `[auth]`, checked.
@@ -99,6 +116,7 @@ impl RawAuth {
     /// Checks every value; errors name the key.
     pub fn check(
         self,
+        base: &Path,
         invalid: &dyn Fn(&str, &str) -> ConfigError,
     ) -> Result<AuthSettings, ConfigError> {
         let max_token = match &self.max_token {
@@ -137,7 +155,7 @@ impl RawAuth {
         }
         let oauth = self
             .oauth
-            .map(|raw| check_oauth(raw, invalid))
+            .map(|raw| check_oauth(raw, base, invalid))
             .transpose()?;
         Ok(AuthSettings {
             required_scopes: self.required_scopes,
@@ -150,8 +168,42 @@ impl RawAuth {
 
 fn check_oauth(
     raw: RawOAuth,
+    base: &Path,
     invalid: &dyn Fn(&str, &str) -> ConfigError,
 ) -> Result<OAuthSettings, ConfigError> {
+    let introspection = match (
+        raw.introspection_endpoint,
+        raw.introspection_client,
+        raw.introspection_secret_file,
+    ) {
+        (None, None, None) => None,
+        (Some(endpoint), Some(client), Some(secret_file)) => {
+            super::jwt::check_fetchable(&endpoint).map_err(|_| {
+                invalid(
+                    "auth.oauth.introspection_endpoint",
+                    "an https:// URL (plain http only for a loopback address)",
+                )
+            })?;
+            let secret_file = base.join(secret_file);
+            if let Err(err) = std::fs::File::open(&secret_file) {
+                return Err(invalid(
+                    "auth.oauth.introspection_secret_file",
+                    &format!("a readable file ({}: {err})", secret_file.display()),
+                ));
+            }
+            Some(IntrospectionSettings {
+                endpoint,
+                client,
+                secret_file,
+            })
+        }
+        _ => {
+            return Err(invalid(
+                "auth.oauth.introspection_endpoint",
+                "introspection_endpoint, introspection_client and introspection_secret_file together",
+            ));
+        }
+    };
     super::jwt::check_fetchable(&raw.issuer).map_err(|_| {
         invalid(
             "auth.oauth.issuer",
@@ -217,5 +269,6 @@ fn check_oauth(
         leeway: duration("auth.oauth.leeway", &raw.leeway, 30, 300)?,
         jwks_refresh: duration("auth.oauth.jwks_refresh", &raw.jwks_refresh, 30, 3600)?,
         scopes_supported: raw.scopes_supported,
+        introspection,
     })
 }
