@@ -88,8 +88,25 @@ class HttpStockade:
     def log(self) -> str:
         return "".join(self.lines)
 
+    def wait_for(self, text: str, count: int = 1, timeout: float = 10) -> str:
+        """The log once `text` is in it `count` times (stderr is read by
+        a thread, so a line can trail the response it belongs to)."""
+        deadline = time.time() + timeout
+        while self.log.count(text) < count and time.time() < deadline:
+            time.sleep(0.05)
+        return self.log
+
+    def settle(self, quiet: float = 0.2, timeout: float = 5) -> None:
+        """Waits until no new log line has come for `quiet` seconds."""
+        deadline = time.time() + timeout
+        seen = -1
+        while len(self.lines) != seen and time.time() < deadline:
+            seen = len(self.lines)
+            time.sleep(quiet)
+
     def audit(self) -> list[dict]:
-        """Audit records logged so far."""
+        """Audit records logged so far (once the log has settled)."""
+        self.settle()
         records = []
         for line in self.lines:
             if "stockade::audit: " in line:

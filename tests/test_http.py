@@ -179,7 +179,7 @@ def test_a_session_presented_by_another_caller_is_refused_as_unknown(examples_de
         unknown = post(server.url, list_call, token=bob, headers={**headers, "Mcp-Session-Id": "no-such-session"})
         unauthenticated = post(server.url, list_call, headers=headers)
         own = post(server.url, list_call, token=ann, headers=headers)
-        log = server.log
+        log = server.wait_for("a session opened by another caller was presented")
     assert stolen.status_code == unknown.status_code == 404
     assert stolen.text == unknown.text and leaks_a_tool(stolen) == []
     assert unauthenticated.status_code == 401
@@ -278,6 +278,7 @@ def test_the_development_key_serves_the_stdio_identity_and_prints_how_to_connect
     with HttpStockade(examples_deployment, extra_args=["--dev-api-key"]) as server:
         key = next(line.split(": ")[1].strip() for line in server.lines if "DEVELOPMENT API KEY" in line)
         opened = post(server.url, INITIALIZE, token=key)
+        server.settle()
         log = server.log
     assert opened.status_code == 200
     assert f"--header \"Authorization: Bearer {key}\"" in log

@@ -138,6 +138,7 @@ def test_every_forged_or_misdirected_token_is_refused_and_learns_nothing(guarded
                          any(t in response.text + challenge for t in TOOL_NAMES))
     wrong = {name: r for name, r in refused.items() if r != (401, True, True, False)}
     assert wrong == {}, wrong
+    guarded.wait_for("request refused: ", count=len(REASONS))
     reasons = [line.split("request refused: ", 1)[1] for line in guarded.lines if "request refused: " in line]
     assert len(reasons) == len(REASONS)
     misjudged = {name: why for name, why in zip(refused, reasons) if REASONS[name] not in why}
@@ -153,7 +154,7 @@ def test_an_oversized_token_is_refused_without_being_parsed(guarded, issuer):
     token = issuer.token(guarded.url, padding="p" * 9000)
     response = post(guarded.url, INITIALIZE, token=token)
     assert response.status_code == 401
-    assert "token larger than auth.max_token" in guarded.log
+    assert "token larger than auth.max_token" in guarded.wait_for("token larger than auth.max_token")
 
 
 def test_a_token_without_a_required_scope_gets_403_naming_it(deployment, issuer):
@@ -226,6 +227,7 @@ def test_tokens_from_a_real_authorization_server_work_and_its_key_rotation_is_fo
             assert post(server.url, INITIALIZE, token=a).status_code == 401
         finally:
             rotated.stop()
+        server.settle()
         log = server.log
     assert a not in log and b not in log, "a client's token reached the log"
 
@@ -290,7 +292,7 @@ def test_opaque_tokens_are_checked_by_introspection(deployment, tmp_path):
             assert "transform" not in asyncio.run(names(other_group))
             misdirected = post(server.url, INITIALIZE, token=elsewhere)
             made_up = post(server.url, INITIALIZE, token="x" * 43)
-            log = server.log
+            log = server.wait_for("introspection: the token is not active")
         assert misdirected.status_code == made_up.status_code == 401
         assert "introspection: not meant for this server (aud)" in log
         assert "introspection: the token is not active" in log

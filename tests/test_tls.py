@@ -123,7 +123,7 @@ def test_the_mcp_client_works_over_tls_and_a_new_certificate_is_served_without_a
         pki.server_cert.write_text("not a certificate")
         time.sleep(3)
         kept, _ = served_certificate(server.port, pki.context())
-        log = server.log
+        log = server.wait_for("TLS certificate not reloaded")
     assert (first, second, kept) == ("server-one", "server-two", "server-two")
     assert version in ("TLSv1.3", "TLSv1.2")
     assert "TLS certificate reloaded" in log and "TLS certificate not reloaded, the old one stays" in log

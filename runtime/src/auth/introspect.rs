@@ -39,12 +39,7 @@ impl Introspector {
             .map_err(|err| format!("{}: {err}", settings.secret_file.display()))?
             .trim()
             .to_owned();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|err| format!("cannot build the HTTP client for introspection: {err}"))?;
+        let http = jwt::issuer_client()?;
         Ok(Self {
             endpoint: settings.endpoint.clone(),
             client: settings.client.clone(),

@@ -102,12 +102,7 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     /// A verifier for `settings`, whose tokens must name `audience`.
     pub fn new(settings: OAuthSettings, audience: String) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|err| format!("cannot build the HTTP client for oauth: {err}"))?;
+        let http = issuer_client()?;
         Ok(Self {
             settings,
             audience,
@@ -321,6 +316,17 @@ impl JwtVerifier {
             .map_err(|err| format!("{url}: {err}"))?;
         read_json(response, url).await
     }
+}
+
+/// The client Stockade talks to the issuer with: no redirects followed, no
+/// proxy from the environment, five seconds per request.
+pub fn issuer_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|err| format!("cannot build the HTTP client for the OAuth issuer: {err}"))
 }
 
 /// The JSON body of a successful answer from the issuer, read up to

@@ -223,53 +223,35 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let serving = Serving {
+            app: app.clone(),
+            header_timeout: settings.header_timeout,
+            watcher: graceful.watcher(),
+        };
         let tls = tls.clone();
-        let watcher = graceful.watcher();
-        let header_timeout = settings.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let mut connection = Connection {
                 peer,
                 client_subject: None,
             };
-            match tls {
-                None => {
-                    serve_connection(
-                        TokioIo::new(stream),
-                        app,
-                        connection,
-                        header_timeout,
-                        watcher,
-                    )
-                    .await
+            let Some(acceptor) = tls else {
+                return serving.run(stream, connection).await;
+            };
+            let handshake = tokio::time::timeout(serving.header_timeout, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::info!(target: "stockade::http", %peer, "TLS handshake failed: {err}");
+                    return;
                 }
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(header_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(err)) => {
-                            tracing::info!(target: "stockade::http", %peer, "TLS handshake failed: {err}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(target: "stockade::http", %peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    connection.client_subject =
-                        tls::client_subject(stream.get_ref().1.peer_certificates());
-                    serve_connection(
-                        TokioIo::new(stream),
-                        app,
-                        connection,
-                        header_timeout,
-                        watcher,
-                    )
-                    .await
+                Err(_) => {
+                    tracing::info!(target: "stockade::http", %peer, "TLS handshake timed out");
+                    return;
                 }
-            }
+            };
+            connection.client_subject = tls::client_subject(stream.get_ref().1.peer_certificates());
+            serving.run(stream, connection).await
         });
     }
     drop(listener);
@@ -286,30 +268,37 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves one connection's HTTP/1.1 requests through `app`.
-async fn serve_connection<I>(
-    io: TokioIo<I>,
+/// What one accepted connection is served with.
+struct Serving {
     app: Router,
-    connection: Connection,
+    /// Time a client has for each request head (and the TLS handshake).
     header_timeout: Duration,
+    /// Lets a shutdown wait for the connection.
     watcher: hyper_util::server::graceful::Watcher,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    use tower::ServiceExt as _;
-    let peer = connection.peer;
-    let service =
-        hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(connection.clone());
-            app.clone().oneshot(request)
-        });
-    let served = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_buf_size(64 << 10)
-        .max_headers(100)
-        .serve_connection(io, service);
-    if let Err(err) = watcher.watch(served).await {
-        tracing::debug!(target: "stockade::http", %peer, "connection ended: {err}");
+}
+
+impl Serving {
+    /// Serves the connection's HTTP/1.1 requests through the app.
+    async fn run<I>(self, io: I, connection: Connection)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tower::ServiceExt as _;
+        let peer = connection.peer;
+        let app = self.app;
+        let service =
+            hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(connection.clone());
+                app.clone().oneshot(request)
+            });
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(64 << 10)
+            .max_headers(100)
+            .serve_connection(TokioIo::new(io), service);
+        if let Err(err) = self.watcher.watch(served).await {
+            tracing::debug!(target: "stockade::http", %peer, "connection ended: {err}");
+        }
     }
 }
