@@ -282,6 +282,7 @@ def test_the_development_key_serves_the_stdio_identity_and_prints_how_to_connect
         log = server.log
     assert opened.status_code == 200
     assert f"--header \"Authorization: Bearer {key}\"" in log
+    assert f"mcpdo connect {server.url} --header \"Authorization: Bearer {key}\"" in log
     assert '"type": "http"' in log and server.url in log
 
 
@@ -384,3 +385,27 @@ def test_a_caller_at_its_concurrency_limit_is_refused_while_another_is_served(de
     assert "this caller already has 1 calls running (limits.caller_concurrency)" in refusal
     assert "timeout" in json.dumps(first) and "timeout" in json.dumps(bobs)
     assert "already has" not in json.dumps(bobs)
+
+
+def test_past_max_connections_a_new_connection_is_closed_and_the_server_recovers(examples_deployment):
+    key, entry = api_key("desk", groups=["analysts"])
+    examples_deployment.auth = {"api_keys": [entry]}
+    examples_deployment.http = {"max_connections": 2}
+    with HttpStockade(examples_deployment) as server:
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as extra:
+            try:
+                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                refused = extra.recv(1024)
+            except ConnectionResetError:
+                # Closed with the request unread: the kernel resets it.
+                refused = b""
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        after = httpx2.get(server.base + "/healthz")
+        log = server.wait_for("http.max_connections reached")
+    assert refused == b"", "a connection past http.max_connections was served"
+    assert after.status_code == 200
+    assert "http.max_connections reached; connection closed" in log

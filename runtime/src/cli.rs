@@ -332,7 +332,10 @@ async fn serve_http(
         });
         eprintln!(
             "\nDEVELOPMENT API KEY (valid until this process stops): {key}\n\
-             - MCP Inspector:  npx @modelcontextprotocol/inspector --cli {resource} --transport http --header \"Authorization: Bearer {key}\" --method tools/list\n\
+             - MCP Inspector (Node 22), its CLI mcpdo:\n\
+               npx -p @modelcontextprotocol/inspector mcpdo connect {resource} --header \"Authorization: Bearer {key}\" --connection stockade\n\
+               npx -p @modelcontextprotocol/inspector mcpdo tools/list --connection stockade\n\
+               or in one step: npx @modelcontextprotocol/inspector --cli {resource} --transport http --header \"Authorization: Bearer {key}\" --method tools/list\n\
              - Claude/Cursor-style client config:\n\
                {{ \"mcpServers\": {{ \"stockade\": {{ \"type\": \"http\", \"url\": \"{resource}\", \"headers\": {{ \"Authorization\": \"Bearer {key}\" }} }} }} }}\n"
         );

@@ -42,11 +42,6 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Who owns what this caller opens (a legacy session): client and user.
-    pub fn subject(&self) -> String {
-        format!("{}\u{0}{}", self.client, self.user.as_deref().unwrap_or(""))
-    }
-
     /// The caller identity of one request at `call_depth`.
     pub fn caller(&self, call_depth: u32) -> CallerIdentity {
         CallerIdentity {

@@ -153,7 +153,22 @@ async fn guard_mcp(state: Arc<GuardState>, mut request: Request, next: Next) -> 
             }
         },
     };
-    let subject = principal.subject();
+    let mut caller = principal.caller(call_depth);
+    if let Some(subject) = request
+        .extensions()
+        .get::<super::Connection>()
+        .and_then(|c| c.client_subject.clone())
+    {
+        // A verified client certificate names the client; the token
+        // still names the user.
+        caller.client = subject;
+    }
+    // Who owns what this caller opens: client and user.
+    let subject = format!(
+        "{}\u{0}{}",
+        caller.client,
+        caller.user.as_deref().unwrap_or("")
+    );
     let session = request
         .headers()
         .get(SESSION_HEADER)
@@ -165,23 +180,13 @@ async fn guard_mcp(state: Arc<GuardState>, mut request: Request, next: Next) -> 
         if why == super::sessions::NotYours::Other {
             tracing::warn!(
                 target: "stockade::auth",
-                client = %principal.client,
-                user = principal.user.as_deref(),
+                client = %caller.client,
+                user = caller.user.as_deref(),
                 "a session opened by another caller was presented; refused as unknown"
             );
         }
         // The same answer as for a session that never existed.
         return refuse(StatusCode::NOT_FOUND, "session not found");
-    }
-    let mut caller = principal.caller(call_depth);
-    if let Some(subject) = request
-        .extensions()
-        .get::<super::Connection>()
-        .and_then(|c| c.client_subject.clone())
-    {
-        // A verified client certificate names the client; the token
-        // still names the user.
-        caller.client = subject;
     }
     request.extensions_mut().insert(caller);
     let is_delete = request.method() == Method::DELETE;
