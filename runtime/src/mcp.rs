@@ -124,6 +124,10 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let caller = self.caller(&context)?;
+        // Every log line of the listing names its caller.
+        let _named =
+            tracing::info_span!("list", client = %caller.client, user = caller.user.as_deref())
+                .entered();
         let tools = self
             .path
             .visible_tools(caller, &self.request_info(&context))
