@@ -153,6 +153,13 @@ async fn guard_mcp(state: Arc<GuardState>, mut request: Request, next: Next) -> 
             }
         },
     };
+    tracing::debug!(
+        target: "stockade::auth",
+        client = %principal.client,
+        user = principal.user.as_deref(),
+        method = ?principal.method,
+        "authenticated"
+    );
     let mut caller = principal.caller(call_depth);
     if let Some(subject) = request
         .extensions()
