@@ -409,3 +409,22 @@ def test_past_max_connections_a_new_connection_is_closed_and_the_server_recovers
     assert refused == b"", "a connection past http.max_connections was served"
     assert after.status_code == 200
     assert "http.max_connections reached; connection closed" in log
+
+
+@pytest.mark.parametrize("path", ["/%6dcp", "/mcp/", "//mcp", "/./mcp", "/x/../mcp", "/MCP", "/mcp%2f", "/mcp;x",
+                                  "/mcp%00", "/.well-known/../mcp", "/healthz/../mcp"])
+def test_no_spelling_of_the_endpoint_path_reaches_it_without_credentials(served, path):
+    # The raw path is sent as written (no client-side normalisation).
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as raw:
+        body = json.dumps(INITIALIZE).encode()
+        raw.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (400, 401, 404), answer[:200]
+    assert b"protocolVersion" not in answer and b"mcp-session-id" not in answer.lower()

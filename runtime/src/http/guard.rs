@@ -1,7 +1,7 @@
-//! The checks every HTTP request passes, in order: Host and Origin (all
-//! routes); then, for `/mcp`, the in-flight bound, authentication, the
-//! call depth, and session ownership. What passes reaches rmcp with the
-//! caller's identity in its extensions.
+//! The checks HTTP requests pass, in order: Host and Origin (every route);
+//! then, layered on the `/mcp` route alone, the in-flight bound,
+//! authentication, the call depth, and session ownership. What passes
+//! reaches rmcp with the caller's identity in its extensions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +17,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use stockade_host_api::CALL_DEPTH_HEADER;
 use tokio::sync::Semaphore;
 
+use super::Readiness;
 use super::sessions::SessionOwners;
-use super::{MCP_PATH, Readiness};
 use crate::auth::Authenticator;
 
 /// The header naming a legacy session.
@@ -52,15 +52,16 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// Runs before every route.
-pub async fn guard(State(state): State<Arc<GuardState>>, request: Request, next: Next) -> Response {
+/// Runs before every route: Host and Origin.
+pub async fn check_origin(
+    State(state): State<Arc<GuardState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Err(rule) = check_host_and_origin(&state, &request) {
         return refuse(StatusCode::FORBIDDEN, rule);
     }
-    if request.uri().path() != MCP_PATH {
-        return next.run(request).await;
-    }
-    guard_mcp(state, request, next).await
+    next.run(request).await
 }
 
 /// Whether the request's Host and Origin are allowed; the refusal names
@@ -106,7 +107,14 @@ fn check_host_and_origin(state: &GuardState, request: &Request) -> Result<(), &'
     Ok(())
 }
 
-async fn guard_mcp(state: Arc<GuardState>, mut request: Request, next: Next) -> Response {
+/// Runs before the MCP endpoint, and only there (it is layered on that
+/// route, so no path spelling can reach rmcp without it): the in-flight
+/// bound, authentication, the call depth and session ownership.
+pub async fn authenticate(
+    State(state): State<Arc<GuardState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // A GET is the long-lived stream of a legacy session: bounded by the
     // session count, not held against requests in flight.
     let permit = if request.method() == Method::GET {

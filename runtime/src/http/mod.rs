@@ -178,8 +178,11 @@ pub async fn serve(
         body_timeout: settings.body_timeout,
         readiness,
     });
+    let endpoint = Router::new().route_service(MCP_PATH, mcp).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), guard::authenticate),
+    );
     let app = Router::new()
-        .route_service(MCP_PATH, mcp)
+        .merge(endpoint)
         .route(
             "/.well-known/oauth-protected-resource",
             get(guard::metadata),
@@ -193,7 +196,7 @@ pub async fn serve(
         .fallback(guard::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            guard::guard,
+            guard::check_origin,
         ))
         .with_state(state);
     tracing::info!(
