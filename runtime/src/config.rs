@@ -438,6 +438,22 @@ impl StockadeConfig {
     }
 }
 
+/// `path` once it has been opened for reading; otherwise the error for
+/// `key` naming the file and why.
+pub fn readable(
+    key: &str,
+    path: PathBuf,
+    invalid: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<PathBuf, ConfigError> {
+    match std::fs::File::open(&path) {
+        Ok(_) => Ok(path),
+        Err(err) => Err(invalid(
+            key,
+            &format!("a readable file ({}: {err})", path.display()),
+        )),
+    }
+}
+
 fn vault_settings(
     raw: &RawVault,
     base: &Path,
@@ -462,19 +478,12 @@ fn vault_settings(
     }
     // Every file is opened now, so a missing or unreadable one is named
     // at start (and by `stockade check`), not at the first call.
-    let readable = |key: &str, path: PathBuf| match std::fs::File::open(&path) {
-        Ok(_) => Ok(path),
-        Err(err) => Err(invalid(
-            key,
-            &format!("a readable file ({}: {err})", path.display()),
-        )),
-    };
     let file = |key: &str, value: &Option<PathBuf>| {
         let path = value
             .as_ref()
             .map(|p| base.join(p))
             .ok_or_else(|| invalid(key, "a file path"))?;
-        readable(key, path)
+        readable(key, path, invalid)
     };
     let auth = match raw.auth.as_str() {
         "token" => VaultAuth::TokenFile(file("vault.token_file", &raw.token_file)?),
@@ -494,7 +503,7 @@ fn vault_settings(
         ca_bundle: raw
             .ca_bundle
             .as_ref()
-            .map(|p| readable("vault.ca_bundle", base.join(p)))
+            .map(|p| readable("vault.ca_bundle", base.join(p), invalid))
             .transpose()?,
         auth,
         cache_ttl: duration("vault.cache_ttl", &raw.cache_ttl, 30)?,

@@ -129,8 +129,8 @@ pub struct ToolLimiter {
     caller_concurrency: Option<CallerSlots>,
 }
 
-/// The key a caller's rate and budget state is kept under.
-fn caller_key(caller: &CallerIdentity) -> String {
+/// The key a caller's rate and budget state is kept under: client and user.
+pub fn caller_key(caller: &CallerIdentity) -> String {
     format!(
         "{}\u{0}{}",
         caller.client,

@@ -87,10 +87,10 @@ mod tests {
 
     fn principal(client: &str) -> Principal {
         Principal {
-            client: client.into(),
-            user: None,
-            groups: vec![],
-            scopes: vec![],
+            identity: stockade_host_api::CallerIdentity {
+                client: client.into(),
+                ..Default::default()
+            },
             method: super::super::Method::ApiKey,
         }
     }
@@ -105,7 +105,10 @@ mod tests {
             digest: parse_digest(&hex::encode(digest(&key))).unwrap(),
             principal: principal("ci"),
         }]);
-        assert_eq!(keys.find(&key).map(|p| p.client.as_str()), Some("ci"));
+        assert_eq!(
+            keys.find(&key).map(|p| p.identity.client.as_str()),
+            Some("ci")
+        );
         assert!(keys.find(&other).is_none());
         assert!(keys.find(&key[..key.len() - 1]).is_none());
         assert!(parse_digest("abc").is_none());

@@ -55,10 +55,13 @@ impl Introspector {
 
     /// The claims of an active opaque `token` meant for this server.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenRefusal> {
-        let key = VerifiedTokens::key(token);
-        if let Some(claims) = self.verified.get(&key, self.leeway) {
-            return Ok(claims);
-        }
+        self.verified
+            .get_or_check(token, self.leeway, self.introspect(token))
+            .await
+    }
+
+    /// Asks the issuer about `token` and judges its answer.
+    async fn introspect(&self, token: &str) -> Result<Claims, TokenRefusal> {
         let answer = {
             let _turn = self
                 .at_once
@@ -78,9 +81,7 @@ impl Introspector {
                 .await
                 .map_err(TokenRefusal::Keys)?
         };
-        let claims = self.judge(answer)?;
-        self.verified.insert(key, claims.clone());
-        Ok(claims)
+        self.judge(answer)
     }
 
     /// The claims of an introspection answer that says the token may be
@@ -108,11 +109,10 @@ impl Introspector {
         }
         let claims: Claims = serde_json::from_value(answer)
             .map_err(|err| TokenRefusal::Invalid(format!("introspection: {err}")))?;
-        let now = jsonwebtoken::get_current_timestamp() as i64;
         match claims.exp {
-            Some(exp) if exp as i64 + self.leeway > now => Ok(claims),
-            Some(_) => invalid("expired"),
             None => invalid("no expiry"),
+            Some(_) if !claims.live(self.leeway) => invalid("expired"),
+            Some(_) => Ok(claims),
         }
     }
 }

@@ -70,6 +70,15 @@ pub struct Claims {
     pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Claims {
+    /// Whether the token has an expiry that is still ahead, allowing
+    /// `leeway` seconds of clock skew.
+    pub fn live(&self, leeway: i64) -> bool {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        self.exp.is_some_and(|exp| exp as i64 + leeway > now)
+    }
+}
+
 /// One usable published key.
 struct PublishedKey {
     key: DecodingKey,
@@ -125,16 +134,10 @@ impl JwtVerifier {
     /// claim have passed (now, or earlier with the same keys and the token
     /// not yet expired).
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenRefusal> {
-        let key = VerifiedTokens::key(token);
-        if let Some(claims) = self
-            .verified
-            .get(&key, self.settings.leeway.as_secs() as i64)
-        {
-            return Ok(claims);
-        }
-        let claims = self.check(token).await?;
-        self.verified.insert(key, claims.clone());
-        Ok(claims)
+        let leeway = self.settings.leeway.as_secs() as i64;
+        self.verified
+            .get_or_check(token, leeway, self.check(token))
+            .await
     }
 
     /// Every check of `token`, from its header to its claims.

@@ -29,14 +29,9 @@ pub enum Method {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The client (the API key's name, the token's client).
-    pub client: String,
-    /// The end user (the token's subject), when known.
-    pub user: Option<String>,
-    /// Groups, for `[access]`.
-    pub groups: Vec<String>,
-    /// Scopes granted.
-    pub scopes: Vec<String>,
+    /// Who: client, user, groups and scopes (call depth 0: the request
+    /// fills in its own).
+    pub identity: CallerIdentity,
     /// How it was proved.
     pub method: Method,
 }
@@ -45,11 +40,8 @@ impl Principal {
     /// The caller identity of one request at `call_depth`.
     pub fn caller(&self, call_depth: u32) -> CallerIdentity {
         CallerIdentity {
-            client: self.client.clone(),
-            user: self.user.clone(),
-            groups: self.groups.clone(),
-            scopes: self.scopes.clone(),
             call_depth,
+            ..self.identity.clone()
         }
     }
 }
@@ -173,32 +165,26 @@ impl Authenticator {
                 .find(token)
                 .cloned()
                 .ok_or_else(|| AuthFailure::Invalid("unknown API key".into()))?
-        } else if let Some(introspector) = self
-            .introspector
-            .as_ref()
-            .filter(|_| !looks_like_jwt(token))
-        {
-            let claims = introspector
-                .verify(token)
-                .await
-                .map_err(|refusal| AuthFailure::Invalid(refusal.to_string()))?;
-            self.principal_of(claims)?
-        } else if let Some(jwt) = &self.jwt {
-            let claims = jwt
-                .verify(token)
-                .await
-                .map_err(|refusal| AuthFailure::Invalid(refusal.to_string()))?;
-            self.principal_of(claims)?
         } else {
-            return Err(AuthFailure::Invalid(
-                "not an API key, and no OAuth issuer is configured".into(),
-            ));
+            let checked = match (&self.introspector, &self.jwt) {
+                (Some(introspector), _) if !looks_like_jwt(token) => {
+                    introspector.verify(token).await
+                }
+                (_, Some(jwt)) => jwt.verify(token).await,
+                _ => {
+                    return Err(AuthFailure::Invalid(
+                        "not an API key, and no OAuth issuer is configured".into(),
+                    ));
+                }
+            };
+            let claims = checked.map_err(|refusal| AuthFailure::Invalid(refusal.to_string()))?;
+            self.principal_of(claims)?
         };
         if let Some(missing) = self
             .settings
             .required_scopes
             .iter()
-            .find(|scope| !principal.scopes.contains(scope))
+            .find(|scope| !principal.identity.scopes.contains(scope))
         {
             return Err(AuthFailure::InsufficientScope(missing.clone()));
         }
@@ -226,10 +212,13 @@ impl Authenticator {
             .map(strings)
             .unwrap_or_default();
         Ok(Principal {
-            client,
-            user: claims.sub,
-            groups,
-            scopes,
+            identity: CallerIdentity {
+                client,
+                user: claims.sub,
+                groups,
+                scopes,
+                call_depth: 0,
+            },
             method: Method::Jwt,
         })
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
+use stockade_host_api::CallerIdentity;
 
 use super::apikey::{self, ApiKey, ApiKeys};
 use super::{Method, Principal};
@@ -145,10 +146,13 @@ impl RawAuth {
             keys.push(ApiKey {
                 digest,
                 principal: Principal {
-                    client: raw.client,
-                    user: raw.user,
-                    groups: raw.groups,
-                    scopes: raw.scopes,
+                    identity: CallerIdentity {
+                        client: raw.client,
+                        user: raw.user,
+                        groups: raw.groups,
+                        scopes: raw.scopes,
+                        call_depth: 0,
+                    },
                     method: Method::ApiKey,
                 },
             });
@@ -171,6 +175,14 @@ fn check_oauth(
     base: &Path,
     invalid: &dyn Fn(&str, &str) -> ConfigError,
 ) -> Result<OAuthSettings, ConfigError> {
+    let fetchable = |key: &str, url: &str| {
+        super::jwt::check_fetchable(url).map_err(|_| {
+            invalid(
+                key,
+                "an https:// URL (plain http only for a loopback address)",
+            )
+        })
+    };
     let introspection = match (
         raw.introspection_endpoint,
         raw.introspection_client,
@@ -178,19 +190,12 @@ fn check_oauth(
     ) {
         (None, None, None) => None,
         (Some(endpoint), Some(client), Some(secret_file)) => {
-            super::jwt::check_fetchable(&endpoint).map_err(|_| {
-                invalid(
-                    "auth.oauth.introspection_endpoint",
-                    "an https:// URL (plain http only for a loopback address)",
-                )
-            })?;
-            let secret_file = base.join(secret_file);
-            if let Err(err) = std::fs::File::open(&secret_file) {
-                return Err(invalid(
-                    "auth.oauth.introspection_secret_file",
-                    &format!("a readable file ({}: {err})", secret_file.display()),
-                ));
-            }
+            fetchable("auth.oauth.introspection_endpoint", &endpoint)?;
+            let secret_file = crate::config::readable(
+                "auth.oauth.introspection_secret_file",
+                base.join(secret_file),
+                invalid,
+            )?;
             Some(IntrospectionSettings {
                 endpoint,
                 client,
@@ -204,19 +209,9 @@ fn check_oauth(
             ));
         }
     };
-    super::jwt::check_fetchable(&raw.issuer).map_err(|_| {
-        invalid(
-            "auth.oauth.issuer",
-            "an https:// URL (plain http only for a loopback address)",
-        )
-    })?;
+    fetchable("auth.oauth.issuer", &raw.issuer)?;
     if let Some(uri) = &raw.jwks_uri {
-        super::jwt::check_fetchable(uri).map_err(|_| {
-            invalid(
-                "auth.oauth.jwks_uri",
-                "an https:// URL (plain http only for a loopback address)",
-            )
-        })?;
+        fetchable("auth.oauth.jwks_uri", uri)?;
     }
     let algorithms = match raw.algorithms {
         None => DEFAULT_ALGORITHMS.to_vec(),

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
-use super::jwt::Claims;
+use super::jwt::{Claims, TokenRefusal};
 
 /// Tokens remembered at most; past this the memory is cleared.
 const CAPACITY: usize = 4096;
@@ -19,28 +19,27 @@ pub struct VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// The key `token` is remembered under.
-    pub fn key(token: &str) -> [u8; 32] {
-        Sha256::digest(token.as_bytes()).into()
-    }
-
-    /// The claims of a remembered token that has not expired (allowing
-    /// `leeway` seconds, as the first check did).
-    pub fn get(&self, key: &[u8; 32], leeway: i64) -> Option<Claims> {
-        let now = jsonwebtoken::get_current_timestamp() as i64;
-        self.lock()
-            .get(key)
-            .filter(|claims| claims.exp.is_some_and(|exp| exp as i64 + leeway > now))
-            .cloned()
-    }
-
-    /// Remembers a token that passed.
-    pub fn insert(&self, key: [u8; 32], claims: Claims) {
+    /// The claims of `token`: remembered ones while they are `live`
+    /// (allowing `leeway` seconds, as the first check did); otherwise
+    /// those `check` finds, remembered if it passes.
+    pub async fn get_or_check(
+        &self,
+        token: &str,
+        leeway: i64,
+        check: impl Future<Output = Result<Claims, TokenRefusal>>,
+    ) -> Result<Claims, TokenRefusal> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self.lock().get(&key).filter(|c| c.live(leeway)).cloned();
+        if let Some(claims) = remembered {
+            return Ok(claims);
+        }
+        let claims = check.await?;
         let mut tokens = self.lock();
         if tokens.len() >= CAPACITY {
             tokens.clear();
         }
-        tokens.insert(key, claims);
+        tokens.insert(key, claims.clone());
+        Ok(claims)
     }
 
     /// Forgets every token (the keys that vouched for them changed).

@@ -161,13 +161,6 @@ pub async fn authenticate(
             }
         },
     };
-    tracing::debug!(
-        target: "stockade::auth",
-        client = %principal.client,
-        user = principal.user.as_deref(),
-        method = ?principal.method,
-        "authenticated"
-    );
     let mut caller = principal.caller(call_depth);
     if let Some(subject) = request
         .extensions()
@@ -178,12 +171,15 @@ pub async fn authenticate(
         // still names the user.
         caller.client = subject;
     }
-    // Who owns what this caller opens: client and user.
-    let subject = format!(
-        "{}\u{0}{}",
-        caller.client,
-        caller.user.as_deref().unwrap_or("")
+    tracing::debug!(
+        target: "stockade::auth",
+        client = %caller.client,
+        user = caller.user.as_deref(),
+        method = ?principal.method,
+        "authenticated"
     );
+    // Who owns what this caller opens: the key its limits are kept under.
+    let subject = crate::policy::caller_key(&caller);
     let session = request
         .headers()
         .get(SESSION_HEADER)
