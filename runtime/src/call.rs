@@ -250,12 +250,7 @@ fn respond(tool: &RegisteredTool, report: &CallReport) -> Response {
             // The host's own refusals come first: they name the rule,
             // whatever the tool made of them. A limit that ended the call
             // is said once. The tool's own words are cleaned like a result.
-            let ended = err.to_string();
-            let ended = if policy.clean {
-                hygiene::clean_text(&ended).into_owned()
-            } else {
-                ended
-            };
+            let ended = cleaned(policy, &err.to_string()).into_owned();
             let flags = hygiene::suspicious(&ended);
             let mut lines: Vec<&str> = report
                 .refusals
@@ -301,11 +296,7 @@ fn sanitize(
     for item in &output.content {
         match item {
             ContentItem::Text(text) | ContentItem::Json(text) => {
-                let text = if policy.clean {
-                    hygiene::clean_text(text)
-                } else {
-                    std::borrow::Cow::Borrowed(text.as_str())
-                };
+                let text = cleaned(policy, text);
                 note(&mut flags, hygiene::suspicious(&text));
                 content.push(ContentBlock::text(text.into_owned()));
             }
@@ -328,13 +319,7 @@ fn sanitize(
                 mime_type,
                 body,
             } => {
-                let clean = |text: &str| {
-                    if policy.clean {
-                        hygiene::clean_text(text).into_owned()
-                    } else {
-                        text.to_owned()
-                    }
-                };
+                let clean = |text: &str| cleaned(policy, text).into_owned();
                 let contents = match body {
                     ResourceBody::Text(text) => {
                         let text = clean(text);
@@ -391,6 +376,16 @@ fn sanitize(
     }
     mark(&mut result, policy, &flags);
     Ok((result, flags))
+}
+
+/// `text` as `policy` says the client gets it: cleaned, unless the
+/// manifest turned cleaning off.
+fn cleaned<'a>(policy: &OutputPolicy, text: &'a str) -> std::borrow::Cow<'a, str> {
+    if policy.clean {
+        hygiene::clean_text(text)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// Adds the phrases of `found` not yet in `flags`.

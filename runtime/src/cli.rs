@@ -262,18 +262,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
             serve_http(&config, addr, path, tools, secrets, dev_api_key).await?;
         }
         Transport::Stdio => {
-            let caller = CallerIdentity {
-                client: config
-                    .stdio
-                    .client
-                    .clone()
-                    .unwrap_or_else(|| "stdio".into()),
-                user: config.stdio.user.clone(),
-                groups: config.stdio.groups.clone(),
-                scopes: Vec::new(),
-                // A local client's own calls start the chain.
-                call_depth: 0,
-            };
+            let caller = stdio_caller(&config.stdio, "stdio");
             let server = McpServer::new(path, caller, &config.server.name);
             let shutdown = CancellationToken::new();
             let service = CancellationToken::new();
@@ -304,6 +293,18 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// The identity `[stdio]` describes, named `unnamed` when it names no
+/// client. A local client's own calls start the call chain (depth 0).
+fn stdio_caller(stdio: &crate::config::StdioSettings, unnamed: &str) -> CallerIdentity {
+    CallerIdentity {
+        client: stdio.client.clone().unwrap_or_else(|| unnamed.into()),
+        user: stdio.user.clone(),
+        groups: stdio.groups.clone(),
+        scopes: Vec::new(),
+        call_depth: 0,
+    }
+}
+
 /// Serves over HTTP until SIGTERM or SIGINT.
 async fn serve_http(
     config: &StockadeConfig,
@@ -323,10 +324,7 @@ async fn serve_http(
         auth_settings.api_keys.add(crate::auth::apikey::ApiKey {
             digest: crate::auth::apikey::digest(&key),
             principal: crate::auth::Principal {
-                client: config.stdio.client.clone().unwrap_or_else(|| "dev".into()),
-                user: config.stdio.user.clone(),
-                groups: config.stdio.groups.clone(),
-                scopes: Vec::new(),
+                identity: stdio_caller(&config.stdio, "dev"),
                 method: crate::auth::Method::ApiKey,
             },
         });

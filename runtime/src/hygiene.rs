@@ -169,9 +169,9 @@ const MIME_ALIASES: &[(&str, &str)] = &[
 
 /// Checks that `data` is a `media` item of the type `mime_type` says.
 pub fn check_media(media: Media, mime_type: &str, data: &[u8]) -> Result<(), String> {
-    let (noun, matcher) = match media {
-        Media::Image => ("an image", infer::MatcherType::Image),
-        Media::Audio => ("audio", infer::MatcherType::Audio),
+    let (noun, kind_word, matcher) = match media {
+        Media::Image => ("an image", "image", infer::MatcherType::Image),
+        Media::Audio => ("audio", "audio", infer::MatcherType::Audio),
     };
     let same = |found: &str| {
         found.eq_ignore_ascii_case(mime_type)
@@ -186,12 +186,7 @@ pub fn check_media(media: Media, mime_type: &str, data: &[u8]) -> Result<(), Str
             kind.mime_type()
         )),
         None => Err(format!(
-            "the tool returned {noun} declared as {mime_type} whose bytes are not a known {} format",
-            if matches!(media, Media::Image) {
-                "image"
-            } else {
-                "audio"
-            }
+            "the tool returned {noun} declared as {mime_type} whose bytes are not a known {kind_word} format"
         )),
     }
 }

@@ -263,21 +263,13 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
         .map(parse_rate)
         .transpose()
         .map_err(|e| invalid("limits.rate", e))?;
-    if let Some(n) = raw.limits.concurrency
-        && !(1..=1024).contains(&n)
-    {
-        return Err(invalid(
-            "limits.concurrency",
-            "a number from 1 to 1024".into(),
-        ));
-    }
-    if let Some(n) = raw.limits.caller_concurrency
-        && !(1..=1024).contains(&n)
-    {
-        return Err(invalid(
-            "limits.caller_concurrency",
-            "a number from 1 to 1024".into(),
-        ));
+    for (key, limit) in [
+        ("limits.concurrency", raw.limits.concurrency),
+        ("limits.caller_concurrency", raw.limits.caller_concurrency),
+    ] {
+        if limit.is_some_and(|n| !(1..=1024).contains(&n)) {
+            return Err(invalid(key, "a number from 1 to 1024".into()));
+        }
     }
 
     let mut fs = Vec::new();

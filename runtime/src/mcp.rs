@@ -35,19 +35,18 @@ pub struct McpServer {
 impl McpServer {
     /// A server for a peer whose identity the transport has established.
     pub fn new(path: Arc<CallPath>, caller: CallerIdentity, name: &str) -> Self {
-        Self {
-            path,
-            caller: Some(caller),
-            name: name.to_owned(),
-            session: uuid::Uuid::new_v4().to_string().into(),
-        }
+        Self::serving(path, Some(caller), name)
     }
 
     /// A server whose callers are authenticated per HTTP request.
     pub fn for_http(path: Arc<CallPath>, name: &str) -> Self {
+        Self::serving(path, None, name)
+    }
+
+    fn serving(path: Arc<CallPath>, caller: Option<CallerIdentity>, name: &str) -> Self {
         Self {
             path,
-            caller: None,
+            caller,
             name: name.to_owned(),
             session: uuid::Uuid::new_v4().to_string().into(),
         }
