@@ -76,6 +76,7 @@ class Deployment:
         self.vault: dict = {}
         self.http: dict = {}
         self.auth: dict = {}
+        self.audit: dict = {}
 
     def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
         """Writes `<name>.toml` for component `component` (a wasm stem).
@@ -103,6 +104,8 @@ class Deployment:
             tables["http"] = self.http
         if self.auth:
             tables["auth"] = self.auth
+        if self.audit:
+            tables["audit"] = self.audit
         config.write_text(text + toml_tables(tables))
         return config
 

@@ -183,7 +183,7 @@ def test_sigterm_lets_a_call_in_flight_finish_and_exits_zero(server):
     assert server.proc.wait(timeout=30) == 0
     log = server.log()
     assert "SIGTERM" in log
-    assert '"tool":"spin","outcome":"limit"' in log
+    assert '"tool":"spin"' in log and '"outcome":"limited","error_class":"limit"' in log
 
 
 def test_past_the_grace_period_calls_are_cancelled_and_audited(deployment):
@@ -201,7 +201,7 @@ def test_past_the_grace_period_calls_are_cancelled_and_audited(deployment):
     assert code == 0
     log = server.log()
     assert "SIGINT" in log and "cancelled" in log
-    assert '"tool":"spin","outcome":"cancelled"' in log
+    assert '"tool":"spin"' in log and '"outcome":"failed","error_class":"cancelled"' in log
     assert took < 10, took
 
 
@@ -268,10 +268,11 @@ def test_the_audit_record_and_the_client_share_the_correlation_id(server):
     refused_correlation = unknown["error"]["data"]["io.stockade/correlation"]
     assert server.close() == 0
     audit = [json.loads(line.split("stockade::audit: ", 1)[1]) for line in server.log().splitlines() if "stockade::audit: " in line]
-    (call,) = [r for r in audit if r["correlation"] == correlation]
-    assert call["request_id"] == "req-7" and call["protocol"] == "2025-11-25" and call["outcome"] == "ok"
-    (denied,) = [r for r in audit if r["correlation"] == refused_correlation]
-    assert denied["request_id"] == "8" and denied["outcome"] == "unknown_tool"
+    (started, call) = [r for r in audit if r.get("correlation") == correlation]
+    assert (started["event"], call["event"]) == ("call_started", "call_finished")
+    assert call["request_id"] == "req-7" and call["protocol"] == "2025-11-25" and call["outcome"] == "succeeded"
+    (denied,) = [r for r in audit if r.get("correlation") == refused_correlation]
+    assert denied["request_id"] == "8" and denied["outcome"] == "denied" and denied["error_class"] == "unknown_tool"
     assert call["session"] and call["session"] == denied["session"]
 
 

@@ -56,7 +56,7 @@ async def test_the_python_client_lists_and_calls_every_example_tool(served, exam
     assert not wrote.is_error and (examples_deployment.dir / "work" / "out.txt").read_text() == mode
     assert fetched.is_error and "egress denied" in text_of(fetched)
     # Every record of these calls names the authenticated caller.
-    calls = [r for r in served.audit() if r["event"] == "call"]
+    calls = [r for r in served.audit() if r["event"] == "call_finished"]
     assert calls and all(r["client"] == "desk" and r["user"] == "ann" for r in calls)
 
 
@@ -82,8 +82,14 @@ def test_without_credentials_nothing_is_served_and_nothing_named(served):
         assert "error=" not in challenge
         assert leaks_a_tool(response) == []
         assert "mcp-session-id" not in response.headers
-    # Nothing reached the call path: no listing, no call in the audit.
-    assert served.audit() == []
+    # Nothing reached the call path: no listing, no call in the audit;
+    # every refusal is an audit record of its own.
+    records = served.audit()
+    refused = [r for r in records if r["event"] == "auth_failed"]
+    assert {r["event"] for r in records} == {"config_loaded", "auth_failed"}
+    assert len(refused) == len(answers)
+    assert {(r["outcome"], r["error_class"]) for r in refused} == {("denied", "no_credentials")}
+    assert all(r["data"]["peer"].startswith("127.0.0.1:") for r in refused)
 
 
 @pytest.mark.parametrize(

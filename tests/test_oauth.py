@@ -124,7 +124,7 @@ def test_a_valid_token_names_the_caller_and_its_groups_and_scopes_choose_the_too
     names, result = asyncio.run(session())
     assert "transform" in names and "spin" not in names
     assert text_of(result) == "JWT"
-    call = [r for r in guarded.audit() if r["event"] == "call"][-1]
+    call = [r for r in guarded.audit() if r["event"] == "call_finished"][-1]
     assert (call["client"], call["user"]) == ("agent-x", "ann")
 
 
@@ -145,7 +145,10 @@ def test_every_forged_or_misdirected_token_is_refused_and_learns_nothing(guarded
     assert misjudged == {}, misjudged
     # Nothing in a token's header was ever fetched.
     assert not [hit for hit in issuer.hits if "attacker" in hit]
-    assert guarded.audit() == []
+    records = guarded.audit()
+    assert {r["event"] for r in records} == {"config_loaded", "auth_failed"}
+    failed = [r for r in records if r["event"] == "auth_failed"]
+    assert len(failed) == len(REASONS) and all(r["error_class"] == "invalid_token" for r in failed)
     # And the server still serves a good token.
     assert post(guarded.url, INITIALIZE, token=issuer.token(guarded.url)).status_code == 200
 

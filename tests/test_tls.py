@@ -149,5 +149,5 @@ def test_required_client_certificates_name_the_client(deployment, pki):
         bare = httpx2.post(server.url, json=INITIALIZE, headers=MCP_HEADERS, verify=pki.context(client_cert=True), timeout=10)
         records = server.audit()
     assert bare.status_code == 401
-    call_record = [r for r in records if r["event"] == "call"][-1]
+    call_record = [r for r in records if r["event"] == "call_finished"][-1]
     assert (call_record["client"], call_record["user"]) == ("ci-runner", "ann")

@@ -12,7 +12,7 @@ use stockade_host_api::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{self, AuditRecord, EventKind, RequestInfo};
+use crate::audit::{Audit, AuditRecord, EventKind, RequestInfo};
 use crate::hygiene;
 use crate::manifest::{OutputPolicy, Suspicious};
 use crate::policy::{self, CallerBudget, CallerSlots, Denial};
@@ -35,6 +35,7 @@ pub struct CallPath {
     budget: Option<CallerBudget>,
     /// `server.caller_concurrency`, when set.
     caller_slots: Option<CallerSlots>,
+    audit: Arc<Audit>,
 }
 
 impl CallPath {
@@ -45,6 +46,7 @@ impl CallPath {
         max_call_depth: u32,
         budget: Option<Rate>,
         caller_concurrency: Option<u32>,
+        audit: Arc<Audit>,
     ) -> Self {
         Self {
             sandbox,
@@ -53,16 +55,17 @@ impl CallPath {
             budget: budget.map(CallerBudget::new),
             caller_slots: caller_concurrency
                 .map(|n| CallerSlots::new(n, "server.caller_concurrency")),
+            audit,
         }
     }
 
     /// The tools `caller` may see, ordered by name; the listing is audited
-    /// under `request`.
+    /// under `request`, and refused when it cannot be.
     pub fn visible_tools(
         &self,
         caller: &CallerIdentity,
         request: &RequestInfo,
-    ) -> Vec<Arc<RegisteredTool>> {
+    ) -> Result<Vec<Arc<RegisteredTool>>, McpError> {
         let tools: Vec<_> = self
             .registry
             .iter()
@@ -70,10 +73,12 @@ impl CallPath {
             .cloned()
             .collect();
         let correlation = new_correlation_id();
-        let record =
-            AuditRecord::new(EventKind::List, &correlation, caller, "ok").with_request(request);
-        audit::record(&record);
-        tools
+        let mut record = AuditRecord::of_call(EventKind::List, &correlation, caller, request);
+        record.outcome = Some("succeeded");
+        self.audit
+            .record(&record)
+            .map_err(|err| McpError::internal_error(err.to_string(), None))?;
+        Ok(tools)
     }
 
     /// Runs one `tools/call`. Unknown (or hidden) tools are protocol errors;
@@ -120,12 +125,15 @@ impl CallPath {
         request: &RequestInfo,
         correlation: &str,
     ) -> Result<CallToolResult, McpError> {
-        let deny = |outcome: &str, message: String| {
-            let mut record = AuditRecord::new(EventKind::CallDenied, correlation, caller, outcome)
-                .with_request(request);
+        let deny = |class: &str, message: String| {
+            let mut record =
+                AuditRecord::of_call(EventKind::CallDenied, correlation, caller, request);
             record.tool = Some(name);
+            record.outcome = Some(outcome_of(class));
+            record.error_class = Some(class);
             record.detail = Some(&message);
-            audit::record(&record);
+            // A refusal stands whether or not it could be recorded.
+            self.audit.record_or_log(&record);
             message
         };
 
@@ -149,15 +157,15 @@ impl CallPath {
         if let Some(budget) = &self.budget
             && let Err(denial) = budget.spend(caller)
         {
-            return Ok(error_result(deny("budget", denial.to_string())));
+            return Ok(error_result(deny(denial.class(), denial.to_string())));
         }
         let _caller_slot = match self.caller_slots.as_ref().map(|slots| slots.take(caller)) {
-            Some(Err(denial)) => return Ok(error_result(deny("denied", denial.to_string()))),
+            Some(Err(denial)) => return Ok(error_result(deny(denial.class(), denial.to_string()))),
             held => held,
         };
         let _admission = match tool.component.limiter.admit(name, caller) {
             Ok(admission) => admission,
-            Err(denial) => return Ok(error_result(deny("denied", denial.to_string()))),
+            Err(denial) => return Ok(error_result(deny(denial.class(), denial.to_string()))),
         };
         let arguments = Value::Object(arguments.unwrap_or_default());
         let encoded = arguments.to_string();
@@ -170,6 +178,17 @@ impl CallPath {
         }
 
         let component = &tool.component;
+        let mut started =
+            AuditRecord::of_call(EventKind::CallStarted, correlation, caller, request);
+        started.tool = Some(name);
+        started.component = Some(&component.manifest.sha256);
+        started.arguments = Some(
+            self.audit
+                .mask_arguments(&arguments, &tool.descriptor.input_schema),
+        );
+        if let Err(err) = self.audit.record(&started) {
+            return Ok(error_result(format!("{err}; the call was not run")));
+        }
         let report = self
             .sandbox
             .call(
@@ -183,18 +202,36 @@ impl CallPath {
             .await;
         let response = respond(tool, &report);
 
-        let mut record = AuditRecord::new(EventKind::Call, correlation, caller, response.outcome)
-            .with_request(request);
+        let mut record =
+            AuditRecord::of_call(EventKind::CallFinished, correlation, caller, request);
         record.tool = Some(name);
-        record.duration_ms = report.duration.as_millis() as u64;
-        record.fuel = report.fuel_used;
-        record.output_bytes = report.result.as_ref().map_or(0, ToolOutput::size_bytes);
+        record.component = Some(&component.manifest.sha256);
+        record.outcome = Some(outcome_of(response.class));
+        record.error_class = (response.class != "ok").then_some(response.class);
+        record.duration_ms = Some(report.duration.as_millis() as u64);
+        record.fuel = Some(report.fuel_used);
+        record.output_bytes = Some(report.result.as_ref().map_or(0, ToolOutput::size_bytes));
         record.egress = &report.egress.contacted;
         record.refusals = &report.refusals;
         record.flags = &response.flags;
         record.detail = response.detail.as_deref();
-        audit::record(&record);
+        if let Err(err) = self.audit.record(&record) {
+            return Ok(error_result(format!(
+                "{err}; the call ran, but its result is withheld because its record could not be written"
+            )));
+        }
         Ok(response.result)
+    }
+}
+
+/// The audit outcome of an error class: `succeeded`, `failed`, `limited`
+/// or `denied`.
+fn outcome_of(class: &str) -> &'static str {
+    match class {
+        "ok" => "succeeded",
+        "limit" | "busy" | "budget" | "rate" | "concurrency" => "limited",
+        "unknown_tool" | "call_depth" | "invalid_arguments" | "denied" => "denied",
+        _ => "failed",
     }
 }
 
@@ -213,7 +250,8 @@ fn first_schema_error(tool: &RegisteredTool, arguments: &Value) -> Option<String
 /// What the client gets for a report, and what the audit records of it.
 struct Response {
     result: CallToolResult,
-    outcome: &'static str,
+    /// `ok`, or the kind of failure.
+    class: &'static str,
     detail: Option<String>,
     /// Instruction-like phrases found in what the tool returned.
     flags: Vec<&'static str>,
@@ -227,19 +265,19 @@ fn respond(tool: &RegisteredTool, report: &CallReport) -> Response {
         Ok(output) => match sanitize(tool, output) {
             Ok((result, flags)) => Response {
                 result,
-                outcome: "ok",
+                class: "ok",
                 detail: None,
                 flags,
             },
             Err(message) => Response {
                 result: error_result(message.clone()),
-                outcome: "bad_output",
+                class: "bad_output",
                 detail: Some(message),
                 flags: Vec::new(),
             },
         },
         Err(err) => {
-            let outcome = match err {
+            let class = match err {
                 CallError::Tool(_) => "tool_error",
                 CallError::Limit(_) => "limit",
                 CallError::Crashed(_) => "crashed",
@@ -264,7 +302,7 @@ fn respond(tool: &RegisteredTool, report: &CallReport) -> Response {
             mark(&mut result, policy, &flags);
             Response {
                 result,
-                outcome,
+                class,
                 detail: Some(message),
                 flags,
             }

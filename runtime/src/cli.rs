@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use stockade_host_api::{CallerIdentity, Sandbox, SandboxSettings};
 
+use crate::audit::Audit;
 use crate::call::CallPath;
 use crate::config::StockadeConfig;
 use crate::logging::LogFormat;
@@ -61,6 +62,17 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Make an Ed25519 key pair for signing audit checkpoints.
+    Keygen {
+        /// Where to write the private key (the public key goes to FILE.pub).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check and search the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Validate the config, every manifest and every component, then exit.
     Check {
         /// Path to stockade.toml.
@@ -89,6 +101,53 @@ enum ApikeyCommand {
         /// Scopes, for tools' `[access]` (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain, checkpoint signatures and head across rotated
+    /// files; name the first break.
+    Verify {
+        /// Audit files, or the audit directory (which also checks its head).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The public key checkpoints must be signed with (`keygen`'s FILE.pub).
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// Accept files that start after the first record.
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Who did what, when, with which outcome.
+    Query {
+        /// Audit files, or the audit directory.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// From this time: 2026-11-24, 2026-11-24T09:00:00Z, or an age (12h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (same forms).
+        #[arg(long)]
+        until: Option<String>,
+        /// Client id.
+        #[arg(long)]
+        client: Option<String>,
+        /// User (subject).
+        #[arg(long)]
+        user: Option<String>,
+        /// Tool name.
+        #[arg(long)]
+        tool: Option<String>,
+        /// succeeded, failed, limited, denied, or an error class.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Event kind (call_started, call_finished, call_denied, auth_failed, ...).
+        #[arg(long)]
+        event: Option<String>,
+        /// JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -150,6 +209,40 @@ pub fn main() -> ExitCode {
                 config,
                 dev_secrets,
             } => check(&config, dev_secrets.as_deref()).await,
+            Command::Keygen { out } => crate::audit_cli::keygen(&out),
+            Command::Audit {
+                command:
+                    AuditCommand::Verify {
+                        paths,
+                        public_key,
+                        partial,
+                    },
+            } => crate::audit_cli::verify(paths, public_key.as_deref(), partial),
+            Command::Audit {
+                command:
+                    AuditCommand::Query {
+                        paths,
+                        since,
+                        until,
+                        client,
+                        user,
+                        tool,
+                        outcome,
+                        event,
+                        json,
+                    },
+            } => {
+                let filter = crate::audit_cli::QueryArgs {
+                    since,
+                    until,
+                    client,
+                    user,
+                    tool,
+                    outcome,
+                    event,
+                };
+                crate::audit_cli::query(&paths, filter, json)
+            }
         }
     });
     // A read of standard input may still be parked on a blocking thread;
@@ -165,16 +258,24 @@ pub fn main() -> ExitCode {
 }
 
 /// Everything `load` brings up.
-type Loaded = (
-    StockadeConfig,
-    Arc<Sandbox>,
-    Registry,
-    Vec<String>,
-    Option<Arc<Backend>>,
-);
+struct Loaded {
+    config: StockadeConfig,
+    sandbox: Arc<Sandbox>,
+    registry: Registry,
+    problems: Vec<String>,
+    secrets: Option<Arc<Backend>>,
+    /// The audit trail, when `load` was asked to open it.
+    audit: Option<Arc<Audit>>,
+}
 
-/// Loads config, sandbox and tools; returns the registry and every problem found.
-async fn load(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<Loaded> {
+/// Loads config, sandbox and tools (and, with `open_audit`, the audit
+/// trail first, so loading is recorded); returns the registry and every
+/// problem found.
+async fn load(
+    config_path: &Path,
+    dev_secrets: Option<&Path>,
+    open_audit: bool,
+) -> anyhow::Result<Loaded> {
     let (config, manifest_errors) = StockadeConfig::load(config_path)?;
     let secrets = match (dev_secrets, &config.vault) {
         (Some(file), _) => Some(Arc::new(Backend::Dev(
@@ -199,13 +300,34 @@ async fn load(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<
     };
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);
     crate::logging::scrub_with(sandbox.redactor());
-    let (registry, load_errors) = Registry::load(&sandbox, &config.tools, secrets.as_ref()).await;
+    let audit = if open_audit {
+        if config.audit.dir.is_none() {
+            tracing::warn!(
+                "audit records go to standard error, unsigned; set [audit] dir for a durable, signed trail"
+            );
+        }
+        Some(Arc::new(
+            Audit::open(&config.audit, Some(sandbox.redactor()))
+                .context("cannot open the audit trail")?,
+        ))
+    } else {
+        None
+    };
+    let (registry, load_errors) =
+        Registry::load(&sandbox, &config.tools, secrets.as_ref(), audit.as_ref()).await;
     let problems = manifest_errors
         .iter()
         .map(ToString::to_string)
         .chain(load_errors.iter().map(ToString::to_string))
         .collect();
-    Ok((config, sandbox, registry, problems, secrets))
+    Ok(Loaded {
+        config,
+        sandbox,
+        registry,
+        problems,
+        secrets,
+        audit,
+    })
 }
 
 /// `serve`'s options besides the config file.
@@ -229,8 +351,15 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         anyhow::bail!("--dev-api-key is for HTTP: add --http ADDR");
     }
     let started = Instant::now();
-    let (config, sandbox, registry, problems, secrets) =
-        load(config_path, dev_secrets.as_deref()).await?;
+    let Loaded {
+        config,
+        sandbox,
+        registry,
+        problems,
+        secrets,
+        audit,
+    } = load(config_path, dev_secrets.as_deref(), true).await?;
+    let audit = audit.context("the audit trail was not opened")?;
     for problem in &problems {
         tracing::error!("tool refused: {problem}");
     }
@@ -247,19 +376,32 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         "ready"
     );
     let tools = registry.len();
+    crate::audit_cli::record_start(&audit, config_path, &registry, &problems)?;
     let path = Arc::new(CallPath::new(
         sandbox,
         Arc::new(registry),
         config.server.max_call_depth,
         config.server.caller_budget,
         config.server.caller_concurrency,
+        audit.clone(),
     ));
     match transport {
         Transport::Http => {
             let addr = http
                 .or(config.http.listen)
                 .context("no address to serve HTTP on: pass --http ADDR or set http.listen")?;
-            serve_http(&config, addr, path, tools, secrets, dev_api_key).await?;
+            let served = serve_http(
+                &config,
+                addr,
+                path,
+                tools,
+                secrets,
+                dev_api_key,
+                audit.clone(),
+            )
+            .await;
+            crate::audit_cli::record_stop(&audit);
+            served?;
         }
         Transport::Stdio => {
             let caller = stdio_caller(&config.stdio, "stdio");
@@ -280,13 +422,16 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
                 // started: nothing failed.
                 Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
                     tracing::info!("input ended before the session started");
+                    crate::audit_cli::record_stop(&audit);
                     return Ok(ExitCode::SUCCESS);
                 }
                 Err(err) => {
                     return Err(err).context("MCP session over stdio failed to start");
                 }
             };
-            let reason = running.waiting().await.context("MCP session over stdio")?;
+            let reason = running.waiting().await;
+            crate::audit_cli::record_stop(&audit);
+            let reason = reason.context("MCP session over stdio")?;
             tracing::info!(?reason, "session over; exiting");
         }
     }
@@ -313,6 +458,7 @@ async fn serve_http(
     tools: usize,
     secrets: Option<Arc<Backend>>,
     dev_api_key: bool,
+    audit: Arc<Audit>,
 ) -> anyhow::Result<()> {
     let mut auth_settings = config.auth.clone();
     let resource = crate::http::resource_uri(&config.http, addr);
@@ -348,6 +494,7 @@ async fn serve_http(
         path,
         server_name: config.server.name.clone(),
         readiness: crate::http::Readiness { tools, secrets },
+        audit,
     };
     crate::http::serve(
         config.http.clone(),
@@ -438,7 +585,9 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 async fn check(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (_config, _sandbox, registry, problems, _secrets) = load(config_path, dev_secrets).await?;
+    let Loaded {
+        registry, problems, ..
+    } = load(config_path, dev_secrets, false).await?;
     for tool in registry.iter() {
         println!(
             "ok   {:<24} from {}",

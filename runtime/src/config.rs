@@ -58,6 +58,8 @@ pub struct StockadeConfig {
     pub http: crate::http::HttpSettings,
     /// How HTTP callers authenticate.
     pub auth: crate::auth::AuthSettings,
+    /// `[audit]`.
+    pub audit: crate::audit::AuditSettings,
 }
 
 /// `[redaction]`: how injected credentials are scrubbed.
@@ -263,6 +265,8 @@ struct RawConfig {
     http: crate::http::RawHttp,
     #[serde(default)]
     auth: crate::auth::RawAuth,
+    #[serde(default)]
+    audit: crate::audit::RawAudit,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -425,7 +429,9 @@ impl StockadeConfig {
             .transpose()?;
         let http = raw.http.check(base, &invalid)?;
         let auth = raw.auth.check(base, &invalid)?;
+        let audit = raw.audit.check(base, &invalid)?;
         let config = Self {
+            audit,
             http,
             auth,
             vault,

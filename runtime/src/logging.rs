@@ -12,6 +12,14 @@ use tracing_subscriber::fmt::MakeWriter;
 /// The sandbox's redactor, once the sandbox exists.
 static REDACTOR: OnceLock<Arc<Redactor>> = OnceLock::new();
 
+/// The format `init` was given.
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Whether stderr lines are JSON objects (`--log-format json`).
+pub fn is_json() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
 /// Set (to anything) to let rmcp log whole protocol messages, tool
 /// arguments and results included. Never in production.
 pub const UNSAFE_PAYLOADS_VAR: &str = "STOCKADE_UNSAFE_LOG_PAYLOADS";
@@ -30,6 +38,7 @@ pub enum LogFormat {
 /// lines print whole protocol messages (tool arguments and results) and
 /// Rust `Debug` structs; [`UNSAFE_PAYLOADS_VAR`] lifts that.
 pub fn init(format: LogFormat) {
+    let _ = FORMAT.set(format);
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("STOCKADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if std::env::var_os(UNSAFE_PAYLOADS_VAR).is_none() {

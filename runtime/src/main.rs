@@ -1,6 +1,7 @@
 //! `stockade`: serve sandboxed WebAssembly tools over MCP.
 
 mod audit;
+mod audit_cli;
 mod auth;
 mod call;
 mod cli;

@@ -129,7 +129,7 @@ impl ServerHandler for McpServer {
                 .entered();
         let tools = self
             .path
-            .visible_tools(caller, &self.request_info(&context))
+            .visible_tools(caller, &self.request_info(&context))?
             .iter()
             .map(|t| to_mcp_tool(t))
             .collect();

@@ -64,6 +64,18 @@ pub enum Denial {
     },
 }
 
+impl Denial {
+    /// The audit's error class of this refusal.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::NotPermitted(_) => "unknown_tool",
+            Self::RateLimited { .. } => "rate",
+            Self::BudgetSpent { .. } => "budget",
+            Self::Busy { .. } | Self::CallerBusy { .. } => "concurrency",
+        }
+    }
+}
+
 /// Calls one caller may have running at once, each caller counted apart
 /// (one semaphore per caller, dropped once idle).
 pub struct CallerSlots {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use stockade_host_api::{LoadedComponent, Sandbox, ToolDescriptor, ToolGrant};
 
+use crate::audit::Audit;
 use crate::manifest::ToolManifest;
 use crate::policy::ToolLimiter;
 use crate::secrets::{Backend, ToolSecrets};
@@ -59,6 +60,7 @@ impl Registry {
         sandbox: &Sandbox,
         manifests: &[ToolManifest],
         secrets: Option<&Arc<Backend>>,
+        audit: Option<&Arc<Audit>>,
     ) -> (Self, Vec<LoadError>) {
         let mut registry = Self::default();
         let mut errors = Vec::new();
@@ -67,7 +69,7 @@ impl Registry {
                 manifest: manifest.path.clone(),
                 reason,
             };
-            match load_component(sandbox, manifest, secrets).await {
+            match load_component(sandbox, manifest, secrets, audit).await {
                 Ok(tools) => {
                     if let Some(clash) = tools
                         .iter()
@@ -117,6 +119,7 @@ async fn load_component(
     sandbox: &Sandbox,
     manifest: &ToolManifest,
     backend: Option<&Arc<Backend>>,
+    audit: Option<&Arc<Audit>>,
 ) -> Result<Vec<RegisteredTool>, String> {
     let secrets = match (manifest.secrets.is_empty(), backend) {
         (true, _) => None,
@@ -131,7 +134,11 @@ async fn load_component(
                 .collect();
             Some(Arc::new(SecretGrant {
                 bindings: manifest.secrets.iter().map(|s| s.binding.clone()).collect(),
-                source: Arc::new(ToolSecrets::new(backend.clone(), references)),
+                source: Arc::new(ToolSecrets::new(
+                    backend.clone(),
+                    references,
+                    audit.cloned(),
+                )),
             }))
         }
     };

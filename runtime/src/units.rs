@@ -29,7 +29,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("a size that fits in 64 bits, got \"{text}\""))
 }
 
-/// Parses `250ms`, `5s`, `2m` into a duration.
+/// Parses `250ms`, `5s`, `2m`, `12h`, `90d` into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -43,7 +43,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(number)),
         "s" => Ok(Duration::from_secs(number)),
         "m" | "min" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("a duration unit of ms, s or m, got \"{text}\"")),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        "d" => Ok(Duration::from_secs(number * 86_400)),
+        _ => Err(format!(
+            "a duration unit of ms, s, m, h or d, got \"{text}\""
+        )),
     }
 }
 

@@ -64,6 +64,18 @@ pub enum AuthFailure {
     InsufficientScope(String),
 }
 
+impl AuthFailure {
+    /// The audit's error class of this failure.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Missing => "no_credentials",
+            Self::BadRequest(_) => "bad_request",
+            Self::Invalid(_) => "invalid_token",
+            Self::InsufficientScope(_) => "insufficient_scope",
+        }
+    }
+}
+
 /// Checks credentials on every request.
 pub struct Authenticator {
     settings: AuthSettings,

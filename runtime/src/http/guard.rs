@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::Readiness;
 use super::sessions::SessionOwners;
+use crate::audit::{AuditRecord, EventKind};
 use crate::auth::Authenticator;
 
 /// The header naming a legacy session.
@@ -39,6 +40,7 @@ pub struct GuardState {
     pub(super) scheme: &'static str,
     pub(super) body_timeout: Duration,
     pub(super) readiness: Readiness,
+    pub(super) audit: Arc<crate::audit::Audit>,
 }
 
 /// A plain JSON error answer.
@@ -146,6 +148,13 @@ pub async fn authenticate(
                 .get::<super::Connection>()
                 .map(|c| c.peer.to_string());
             tracing::info!(target: "stockade::auth", peer, "request refused: {failure}");
+            let mut record = AuditRecord::new(EventKind::AuthFailed);
+            record.outcome = Some("denied");
+            record.error_class = Some(failure.class());
+            let reason = failure.to_string();
+            record.detail = Some(&reason);
+            record.data = Some(serde_json::json!({ "peer": peer }));
+            state.audit.record_or_log(&record);
             return state.auth.refusal(&failure).map(Body::from);
         }
     };
@@ -265,6 +274,13 @@ pub async fn readyz(State(state): State<Arc<GuardState>>) -> Response {
     if let Some(backend) = &state.readiness.secrets
         && let Err(reason) = backend.check().await
     {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response();
+    }
+    if let Err(reason) = state.audit.health() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),

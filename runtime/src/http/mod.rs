@@ -53,6 +53,8 @@ pub struct Endpoint {
     pub server_name: String,
     /// What `/readyz` checks.
     pub readiness: Readiness,
+    /// Where refused credentials are recorded.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// The facts about one connection a request carries.
@@ -102,6 +104,7 @@ pub async fn serve(
         path,
         server_name,
         readiness,
+        audit,
     } = endpoint;
     if !addr.ip().is_loopback() && settings.tls.is_none() && !settings.allow_insecure {
         anyhow::bail!(
@@ -177,6 +180,7 @@ pub async fn serve(
         },
         body_timeout: settings.body_timeout,
         readiness,
+        audit,
     });
     let endpoint = Router::new().route_service(MCP_PATH, mcp).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), guard::authenticate),

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use stockade_host_api::secrets::{FetchFuture, SecretSource, SecretUnavailable, SecretValue};
 
+use crate::audit::{Audit, AuditRecord, EventKind};
+
 pub use dev::DevBackend;
 pub use vault::{VaultAuth, VaultBackend, VaultSettings};
 
@@ -113,14 +115,22 @@ impl Backend {
 pub struct ToolSecrets {
     backend: Arc<Backend>,
     references: Vec<(String, SecretRef)>,
+    /// Where backend failures are recorded.
+    audit: Option<Arc<Audit>>,
 }
 
 impl ToolSecrets {
-    /// The secrets `references` (manifest name -> reference) from `backend`.
-    pub fn new(backend: Arc<Backend>, references: Vec<(String, SecretRef)>) -> Self {
+    /// The secrets `references` (manifest name -> reference) from
+    /// `backend`; failures are recorded in `audit`.
+    pub fn new(
+        backend: Arc<Backend>,
+        references: Vec<(String, SecretRef)>,
+        audit: Option<Arc<Audit>>,
+    ) -> Self {
         Self {
             backend,
             references,
+            audit,
         }
     }
 }
@@ -142,6 +152,13 @@ impl SecretSource for ToolSecrets {
                 Ok(value) => Ok(SecretValue::new(value)),
                 Err(failure) => {
                     tracing::warn!(target: "stockade::secrets", secret = name, "{}", failure.reason());
+                    if let Some(audit) = &self.audit {
+                        let mut record = AuditRecord::new(EventKind::SecretBackendFailed);
+                        record.outcome = Some("failed");
+                        record.detail = Some(failure.reason());
+                        record.data = Some(serde_json::json!({ "secret": name }));
+                        audit.record_or_log(&record);
+                    }
                     Err(unavailable(failure.reason()))
                 }
             }

@@ -38,6 +38,10 @@ const HTTP_CLIENTS: [usize; 3] = [1, 8, 64];
 const TRANSFORM_INPUT: &str = "Hello, Stockade bench";
 const TRANSFORM_OUTPUT: &str = "HELLO, STOCKADE BENCH";
 
+/// Largest share of stdio `tools/call` throughput the audit directory may
+/// cost (fsync batched).
+const TARGET_AUDIT_COST: f64 = 0.10;
+
 /// Requests kept outstanding in the concurrent stdio measurement.
 const IN_FLIGHT: usize = 8;
 /// Manifests in the many-tools start-up measurement.
@@ -103,15 +107,17 @@ enum Section {
     Redaction,
     Startup,
     Stdio,
+    Audit,
     Http,
 }
 
 impl Section {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Sandbox,
         Self::Redaction,
         Self::Startup,
         Self::Stdio,
+        Self::Audit,
         Self::Http,
     ];
 
@@ -121,8 +127,11 @@ impl Section {
             "redaction" => Self::Redaction,
             "startup" => Self::Startup,
             "stdio" => Self::Stdio,
+            "audit" => Self::Audit,
             "http" => Self::Http,
-            other => bail!("unknown section `{other}`: sandbox, redaction, startup, stdio or http"),
+            other => bail!(
+                "unknown section `{other}`: sandbox, redaction, startup, stdio, audit or http"
+            ),
         })
     }
 }
@@ -163,7 +172,7 @@ fn parse_and_run() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio|http]...\n\n\
+                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio|audit|http]...\n\n\
                      Measures Stockade's per-call isolation against native baselines\n\
                      and prints a Markdown table. Build first: `cargo xtask bench`.\n\n\
                      --quick   fewer samples: a shorter, noisier run\n\
@@ -200,6 +209,7 @@ async fn run(plan: &Plan, quick: bool, sections: &[Section]) -> Result<()> {
                     measure_startup(plan, &artifacts, &scratch, &mut findings).await?
                 }
                 Section::Stdio => measure_stdio(plan, &artifacts, &scratch, &mut findings).await?,
+                Section::Audit => measure_audit(plan, &artifacts, &scratch, &mut findings).await?,
                 Section::Http => measure_http(plan, &artifacts, &scratch, &mut findings).await?,
             }
         }
@@ -485,6 +495,98 @@ async fn measure_stdio(
         baseline_name: "native rmcp server".into(),
         baseline: Figure::Rate(native_rate),
     });
+    Ok(())
+}
+
+/// What the audit trail costs a stdio `tools/call`: the same server with
+/// its records in a signed audit directory (fsync batched, the default;
+/// and fsync on every record) against its records on standard error,
+/// discarded (the cheapest sink there is).
+async fn measure_audit(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    scratch: &Scratch,
+    findings: &mut Findings,
+) -> Result<()> {
+    let (_, config) = examples_config(artifacts, scratch)?;
+    let key = scratch.path("audit.key");
+    let made = std::process::Command::new(&artifacts.stockade)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()?;
+    if !made.status.success() {
+        bail!(
+            "stockade keygen failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let base = std::fs::read_to_string(&config)?;
+    let with_audit = |name: &str, fsync: &str| -> Result<PathBuf> {
+        let path = scratch.path(&format!("{name}.toml"));
+        let text = format!(
+            "{base}\n[audit]\ndir = {dir:?}\nsigning_key_file = {key:?}\nfsync = {fsync:?}\n",
+            dir = scratch.path(name).to_string_lossy(),
+            key = key.to_string_lossy(),
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
+    };
+    let batch = with_audit("audit-batch", "batch")?;
+    let every = with_audit("audit-every", "every")?;
+    progress("audit: sequential calls");
+    let (on_stderr, _) = Session::start(&stockade_serving(artifacts, &config)).await?;
+    let (batched, _) = Session::start(&stockade_serving(artifacts, &batch)).await?;
+    let (synced, _) = Session::start(&stockade_serving(artifacts, &every)).await?;
+    let sessions = [&batched, &synced, &on_stderr];
+    let sequential =
+        stdio::sequential(&sessions, "transform", plan.stdio_warmup, plan.stdio_calls).await?;
+    progress(&format!("audit: {IN_FLIGHT} calls in flight"));
+    let rates = stdio::concurrent(&sessions, "transform", IN_FLIGHT, plan.concurrent_calls).await?;
+    for session in [on_stderr, batched, synced] {
+        session.close().await?;
+    }
+    let [batch_seq, every_seq, stderr_seq] = <[stdio::Sequential; 3]>::try_from(sequential)
+        .map_err(|_| anyhow::anyhow!("one series of calls per server"))?;
+    let &[batch_rate, every_rate, stderr_rate] = rates.as_slice() else {
+        bail!("one rate per server");
+    };
+    let baseline = "the same, records on stderr (discarded)";
+    let cost = 1.0 - batch_rate / stderr_rate;
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "audit to a signed directory (fsync batch) costs {:.1}% of stdio `tools/call` throughput < {:.0}%",
+            cost * 100.0,
+            TARGET_AUDIT_COST * 100.0
+        ),
+        met: cost < TARGET_AUDIT_COST,
+    });
+    for (sink, seq) in [
+        ("fsync batch", batch_seq),
+        ("fsync every record", every_seq),
+    ] {
+        findings.rows.push(Row {
+            measure: format!(
+                "stdio `tools/call`, sequential, audit to a signed directory, {sink} ({} calls)",
+                seq.latency.len()
+            ),
+            stockade: Figure::Latency(seq.latency),
+            baseline_name: baseline.into(),
+            baseline: Figure::Latency(stderr_seq.latency.clone()),
+        });
+    }
+    for (sink, rate) in [
+        ("fsync batch", batch_rate),
+        ("fsync every record", every_rate),
+    ] {
+        findings.rows.push(Row {
+            measure: format!(
+                "stdio `tools/call`/s, {IN_FLIGHT} in flight, audit to a signed directory, {sink}"
+            ),
+            stockade: Figure::Rate(rate),
+            baseline_name: baseline.into(),
+            baseline: Figure::Rate(stderr_rate),
+        });
+    }
     Ok(())
 }
 
