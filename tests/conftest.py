@@ -77,6 +77,8 @@ class Deployment:
         self.http: dict = {}
         self.auth: dict = {}
         self.audit: dict = {}
+        self.admin: dict = {}
+        self.alerts: dict = {}
 
     def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
         """Writes `<name>.toml` for component `component` (a wasm stem).
@@ -106,6 +108,10 @@ class Deployment:
             tables["auth"] = self.auth
         if self.audit:
             tables["audit"] = self.audit
+        if self.admin:
+            tables["admin"] = self.admin
+        if self.alerts:
+            tables["alerts"] = self.alerts
         config.write_text(text + toml_tables(tables))
         return config
 

@@ -134,6 +134,13 @@ impl Sandbox {
         self.redactor.clone()
     }
 
+    /// Sandbox slots in use and in all (`max_concurrent_calls`), for the
+    /// pool-occupancy metric.
+    pub fn slots(&self) -> (usize, usize) {
+        let total = self.max_concurrent_calls as usize;
+        (total.saturating_sub(self.slots.available_permits()), total)
+    }
+
     /// Reads, verifies and compiles (or loads from the cache) a component.
     /// When `pinned_sha256` is given, a file with any other digest is refused.
     pub fn load(

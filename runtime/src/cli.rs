@@ -266,6 +266,8 @@ struct Loaded {
     secrets: Option<Arc<Backend>>,
     /// The audit trail, when `load` was asked to open it.
     audit: Option<Arc<Audit>>,
+    /// The metrics the audit trail feeds.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Loads config, sandbox and tools (and, with `open_audit`, the audit
@@ -300,6 +302,7 @@ async fn load(
     };
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);
     crate::logging::scrub_with(sandbox.redactor());
+    let metrics = crate::metrics::Metrics::new();
     let audit = if open_audit {
         if config.audit.dir.is_none() {
             tracing::warn!(
@@ -307,8 +310,18 @@ async fn load(
             );
         }
         Some(Arc::new(
-            Audit::open(&config.audit, Some(sandbox.redactor()))
-                .context("cannot open the audit trail")?,
+            Audit::open(
+                &config.audit,
+                Some(sandbox.redactor()),
+                vec![
+                    metrics.clone(),
+                    Arc::new(crate::alerts::Alerts::new(
+                        config.alerts.clone(),
+                        config.audit.dir.clone(),
+                    )),
+                ],
+            )
+            .context("cannot open the audit trail")?,
         ))
     } else {
         None
@@ -327,6 +340,7 @@ async fn load(
         problems,
         secrets,
         audit,
+        metrics,
     })
 }
 
@@ -358,6 +372,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         problems,
         secrets,
         audit,
+        metrics,
     } = load(config_path, dev_secrets.as_deref(), true).await?;
     let audit = audit.context("the audit trail was not opened")?;
     for problem in &problems {
@@ -377,6 +392,18 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
     );
     let tools = registry.len();
     crate::audit_cli::record_start(&audit, config_path, &registry, &problems)?;
+    let admin_stop = CancellationToken::new();
+    let _stop_admin = admin_stop.clone().drop_guard();
+    if let Some(addr) = config.admin.listen {
+        let state = Arc::new(crate::admin::AdminState {
+            metrics,
+            audit: audit.clone(),
+            sandbox: sandbox.clone(),
+            secrets: secrets.clone(),
+            tools: registry.len(),
+        });
+        crate::admin::serve(addr, state, admin_stop).await?;
+    }
     let path = Arc::new(CallPath::new(
         sandbox,
         Arc::new(registry),

@@ -60,6 +60,10 @@ pub struct StockadeConfig {
     pub auth: crate::auth::AuthSettings,
     /// `[audit]`.
     pub audit: crate::audit::AuditSettings,
+    /// `[admin]`.
+    pub admin: crate::admin::AdminSettings,
+    /// `[alerts]`.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// `[redaction]`: how injected credentials are scrubbed.
@@ -267,6 +271,10 @@ struct RawConfig {
     auth: crate::auth::RawAuth,
     #[serde(default)]
     audit: crate::audit::RawAudit,
+    #[serde(default)]
+    admin: crate::admin::RawAdmin,
+    #[serde(default)]
+    alerts: crate::alerts::RawAlerts,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -430,8 +438,12 @@ impl StockadeConfig {
         let http = raw.http.check(base, &invalid)?;
         let auth = raw.auth.check(base, &invalid)?;
         let audit = raw.audit.check(base, &invalid)?;
+        let admin = raw.admin.check(&invalid)?;
+        let alerts = raw.alerts.check(&invalid)?;
         let config = Self {
             audit,
+            admin,
+            alerts,
             http,
             auth,
             vault,

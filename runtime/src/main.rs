@@ -1,5 +1,7 @@
 //! `stockade`: serve sandboxed WebAssembly tools over MCP.
 
+mod admin;
+mod alerts;
 mod audit;
 mod audit_cli;
 mod auth;
@@ -11,6 +13,7 @@ mod hygiene;
 mod logging;
 mod manifest;
 mod mcp;
+mod metrics;
 mod policy;
 mod registry;
 mod secrets;

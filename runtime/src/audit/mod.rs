@@ -10,6 +10,7 @@ pub mod file;
 pub mod mask;
 pub mod query;
 pub mod settings;
+pub mod ship;
 pub mod signing;
 pub mod verify;
 
@@ -47,6 +48,29 @@ pub enum EventKind {
     CallDenied,
     /// The secret backend could not give a tool its credential.
     SecretBackendFailed,
+    /// An anomaly an observer noticed (see [`Observer`]).
+    Alert,
+}
+
+/// An anomaly worth a record, a metric and a notification.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    /// What kind: `first_use`, `off_hours`, `error_spike`, `egress_denials`, `tool_changed`.
+    pub kind: &'static str,
+    /// `warning` or `critical`.
+    pub severity: &'static str,
+    /// The client it concerns.
+    pub client: Option<String>,
+    /// The tool it concerns.
+    pub tool: Option<String>,
+    /// What happened, in words.
+    pub detail: String,
+}
+
+/// Something that reads every record once it is written: metrics, alerts.
+pub trait Observer: Send + Sync {
+    /// Takes note of `record`; returns the alerts it raises.
+    fn observe(&self, record: &AuditRecord<'_>) -> Vec<Alert>;
 }
 
 /// What the transport knows of one request, for its audit records.
@@ -124,6 +148,9 @@ pub struct AuditRecord<'a> {
     /// Refusals and limit messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'a str>,
+    /// How serious an alert is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<&'a str>,
     /// Whatever else the event carries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
@@ -153,6 +180,7 @@ impl<'a> AuditRecord<'a> {
             refusals: &[],
             flags: &[],
             detail: None,
+            severity: None,
             data: None,
         }
     }
@@ -190,6 +218,12 @@ pub struct Audit {
     sink: Sink,
     redactor: Option<Arc<Redactor>>,
     max_value_bytes: usize,
+    /// The collectors records are shipped to.
+    shipping: Vec<Arc<ship::ShipStatus>>,
+    /// Stops the shippers.
+    stop: tokio_util::sync::CancellationToken,
+    /// Read every record written.
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 impl Audit {
@@ -198,23 +232,43 @@ impl Audit {
     pub fn open(
         settings: &AuditSettings,
         redactor: Option<Arc<Redactor>>,
+        observers: Vec<Arc<dyn Observer>>,
     ) -> Result<Self, AuditError> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut shipping = Vec::new();
         let sink = match &settings.dir {
             None => Sink::Stderr(Mutex::new(Chain::genesis())),
-            Some(_) => {
+            Some(dir) => {
                 let signer = settings
                     .signing_key_file
                     .as_deref()
                     .map(signing::Signer::load)
                     .transpose()
                     .map_err(|e| AuditError::Open(e.to_string()))?;
-                Sink::Dir(FileLog::open(settings.clone(), signer)?)
+                let log = FileLog::open(settings.clone(), signer)?;
+                if let Some(syslog) = &settings.syslog {
+                    let target =
+                        ship::Target::Syslog(ship::syslog::SyslogSink::new(syslog.clone()));
+                    shipping.push(ship::start(dir.clone(), target, stop.clone()));
+                }
+                if let Some(otlp) = &settings.otlp {
+                    let sink = ship::otlp::OtlpSink::new(otlp.clone()).map_err(AuditError::Open)?;
+                    shipping.push(ship::start(
+                        dir.clone(),
+                        ship::Target::Otlp(sink),
+                        stop.clone(),
+                    ));
+                }
+                Sink::Dir(log)
             }
         };
         Ok(Self {
             sink,
             redactor,
             max_value_bytes: settings.max_value_bytes,
+            shipping,
+            stop,
+            observers,
         })
     }
 
@@ -222,6 +276,35 @@ impl Audit {
     /// operating system (and, with `fsync = "every"`, to disk) when this
     /// returns; an error means it was not, and the caller fails closed.
     pub fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        self.write(record)?;
+        for observer in &self.observers {
+            for alert in observer.observe(record) {
+                self.raise(&alert);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records an alert (which observers see too, so it is counted).
+    fn raise(&self, alert: &Alert) {
+        let mut record = AuditRecord::new(EventKind::Alert);
+        record.data = Some(serde_json::json!({ "kind": alert.kind }));
+        record.severity = Some(alert.severity);
+        record.client = alert.client.as_deref();
+        record.tool = alert.tool.as_deref();
+        record.detail = Some(&alert.detail);
+        tracing::warn!(target: "stockade::alert", kind = alert.kind, "{}", alert.detail);
+        if let Err(err) = self.write(&record) {
+            tracing::error!(target: "stockade::auditing", "{err}");
+        }
+        for observer in &self.observers {
+            // An alert raises no further alerts.
+            let _ = observer.observe(&record);
+        }
+    }
+
+    /// Writes one record to the sink.
+    fn write(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         let body = serde_json::to_string(record).map_err(|e| AuditError::Write {
             file: "(record)".into(),
             reason: e.to_string(),
@@ -276,12 +359,27 @@ impl Audit {
         .mask(arguments, schema)
     }
 
-    /// Closes the log with a final checkpoint.
+    /// The shippers, for readiness and metrics.
+    pub fn shipping(&self) -> &[Arc<ship::ShipStatus>] {
+        &self.shipping
+    }
+
+    /// Closes the log with a final checkpoint and stops the shippers
+    /// (what they have not sent is sent from the files at the next start).
     pub fn close(&self) {
+        self.stop.cancel();
         if let Sink::Dir(log) = &self.sink
             && let Err(err) = log.close()
         {
             tracing::error!(target: "stockade::auditing", "{err}");
+        }
+    }
+
+    /// The next record number the log will write.
+    pub fn next_seq(&self) -> u64 {
+        match &self.sink {
+            Sink::Stderr(chain) => chain.lock().unwrap_or_else(|p| p.into_inner()).next_seq,
+            Sink::Dir(log) => log.next_seq(),
         }
     }
 

@@ -20,6 +20,53 @@ pub struct RawAudit {
     max_file_size: Option<String>,
     retention: Option<String>,
     max_value_bytes: Option<usize>,
+    syslog: Option<RawSyslog>,
+    otlp: Option<RawOtlp>,
+}
+
+/// `[audit.syslog]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyslog {
+    address: String,
+    #[serde(default)]
+    tls: bool,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    facility: Option<String>,
+}
+
+/// `[audit.otlp]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: String,
+    ca_file: Option<PathBuf>,
+}
+
+/// Where `[audit.syslog]` ships records: RFC 5424 over TCP.
+#[derive(Debug, Clone)]
+pub struct SyslogSettings {
+    /// `host:port` of the collector.
+    pub address: String,
+    /// Wrap the connection in TLS.
+    pub tls: bool,
+    /// CA bundle the collector's certificate must chain to (default: the
+    /// public web roots).
+    pub ca_file: Option<PathBuf>,
+    /// Name the certificate must carry (default: the address's host).
+    pub server_name: String,
+    /// Syslog facility.
+    pub facility: syslog::Facility,
+}
+
+/// Where `[audit.otlp]` ships records: OpenTelemetry logs over OTLP/HTTP.
+#[derive(Debug, Clone)]
+pub struct OtlpSettings {
+    /// The logs endpoint, e.g. `https://collector:4318/v1/logs`.
+    pub endpoint: String,
+    /// CA bundle for an https endpoint (default: the public web roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// When written records are forced to disk.
@@ -50,6 +97,10 @@ pub struct AuditSettings {
     pub retention: Duration,
     /// Longest string argument value kept in a record; longer ones are cut.
     pub max_value_bytes: usize,
+    /// Shipping to a syslog collector.
+    pub syslog: Option<SyslogSettings>,
+    /// Shipping to an OTLP/HTTP logs endpoint.
+    pub otlp: Option<OtlpSettings>,
 }
 
 impl Default for AuditSettings {
@@ -62,6 +113,8 @@ impl Default for AuditSettings {
             max_file_size: 64 << 20,
             retention: Duration::from_secs(90 * 86_400),
             max_value_bytes: 256,
+            syslog: None,
+            otlp: None,
         }
     }
 }
@@ -138,7 +191,77 @@ impl RawAudit {
                 "to be set with audit.dir (records on standard error are not signed)",
             ));
         }
+        if (self.syslog.is_some() || self.otlp.is_some()) && self.dir.is_none() {
+            return Err(invalid(
+                if self.syslog.is_some() {
+                    "audit.syslog"
+                } else {
+                    "audit.otlp"
+                },
+                "to be set with audit.dir (the audit files are the shipping spool)",
+            ));
+        }
+        let ca = |key: &str, path: &Option<PathBuf>| {
+            path.as_ref()
+                .map(|p| crate::config::readable(key, base.join(p), invalid))
+                .transpose()
+        };
+        let syslog = match &self.syslog {
+            None => None,
+            Some(raw) => {
+                let host = raw
+                    .address
+                    .rsplit_once(':')
+                    .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                    .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+                    .ok_or_else(|| invalid("audit.syslog.address", "host:port"))?;
+                let facility = raw
+                    .facility
+                    .as_deref()
+                    .unwrap_or("local0")
+                    .parse()
+                    .map_err(|_| {
+                        invalid(
+                            "audit.syslog.facility",
+                            "a syslog facility such as \"local0\", \"auth\" or \"authpriv\"",
+                        )
+                    })?;
+                Some(SyslogSettings {
+                    address: raw.address.clone(),
+                    tls: raw.tls || raw.ca_file.is_some(),
+                    ca_file: ca("audit.syslog.ca_file", &raw.ca_file)?,
+                    server_name: raw.server_name.clone().unwrap_or_else(|| host.to_owned()),
+                    facility,
+                })
+            }
+        };
+        let otlp = match &self.otlp {
+            None => None,
+            Some(raw) => {
+                let uri: http::Uri = raw
+                    .endpoint
+                    .parse()
+                    .map_err(|_| invalid("audit.otlp.endpoint", "a URL"))?;
+                let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                match uri.scheme_str() {
+                    Some("https") => {}
+                    Some("http") if loopback => {}
+                    _ => {
+                        return Err(invalid(
+                            "audit.otlp.endpoint",
+                            "an https:// URL (plain http only for a loopback address)",
+                        ));
+                    }
+                }
+                Some(OtlpSettings {
+                    endpoint: raw.endpoint.clone(),
+                    ca_file: ca("audit.otlp.ca_file", &raw.ca_file)?,
+                })
+            }
+        };
         Ok(AuditSettings {
+            syslog,
+            otlp,
             dir: self.dir.as_ref().map(|d| base.join(d)),
             signing_key_file,
             fsync,

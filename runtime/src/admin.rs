@@ -1,0 +1,182 @@
+//! The admin listener (`[admin] listen`): Prometheus metrics at
+//! `/metrics`, liveness at `/healthz`, and at `/readyz` a JSON view of
+//! what serving depends on: tools, the audit sink, its shippers' spools
+//! and the secret backend.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use stockade_host_api::Sandbox;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::Audit;
+use crate::config::ConfigError;
+use crate::metrics::{Metrics, Snapshot};
+use crate::secrets::Backend;
+
+/// `[admin]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    listen: Option<String>,
+    #[serde(default)]
+    allow_remote: bool,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone, Default)]
+pub struct AdminSettings {
+    /// Where to serve; `None` means no admin listener.
+    pub listen: Option<SocketAddr>,
+}
+
+impl RawAdmin {
+    /// Checks the address: loopback unless `allow_remote` says otherwise
+    /// (metrics name clients and tools, and carry no authentication).
+    pub fn check(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<AdminSettings, ConfigError> {
+        let listen = match &self.listen {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    invalid("admin.listen", "an address such as \"127.0.0.1:9464\"")
+                })?;
+                if !addr.ip().is_loopback() && !self.allow_remote {
+                    return Err(invalid(
+                        "admin.listen",
+                        "a loopback address (metrics name clients and tools and have no authentication; set admin.allow_remote = true to expose them)",
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        Ok(AdminSettings { listen })
+    }
+}
+
+/// What the admin routes read.
+pub struct AdminState {
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// The audit sink and its shippers.
+    pub audit: Arc<Audit>,
+    /// The sandbox, for its slots.
+    pub sandbox: Arc<Sandbox>,
+    /// The secret backend, when configured.
+    pub secrets: Option<Arc<Backend>>,
+    /// Tools being served.
+    pub tools: usize,
+}
+
+impl AdminState {
+    async fn snapshot(&self) -> Snapshot {
+        let written = self.audit.next_seq();
+        let secrets_ok = match &self.secrets {
+            Some(backend) => Some(backend.check().await.is_ok()),
+            None => None,
+        };
+        Snapshot {
+            slots: self.sandbox.slots(),
+            audit_ok: self.audit.health().is_ok(),
+            secrets_ok,
+            shipping: self
+                .audit
+                .shipping()
+                .iter()
+                .map(|s| {
+                    (
+                        s.name,
+                        written.saturating_sub(s.next_seq()),
+                        s.error().is_none(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Serves the admin routes on `addr` until `stop`.
+pub async fn serve(
+    addr: SocketAddr,
+    state: Arc<AdminState>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen {addr}: {e}"))?;
+    tracing::info!(target: "stockade::admin", "admin listener on http://{addr} (/metrics, /healthz, /readyz)");
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(target: "stockade::admin", "admin listener failed: {err}");
+        }
+    });
+    Ok(())
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let text = state.metrics.render(&state.snapshot().await);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let audit = state.audit.health();
+    let shipping: Vec<_> = state
+        .audit
+        .shipping()
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "shipper": s.name,
+                "backlog": state.audit.next_seq().saturating_sub(s.next_seq()),
+                "delivered": s.delivered(),
+                "error": s.error(),
+            })
+        })
+        .collect();
+    let secrets = match &state.secrets {
+        None => None,
+        Some(backend) => Some(backend.check().await),
+    };
+    let ready = state.tools > 0 && audit.is_ok() && !matches!(secrets, Some(Err(_)));
+    let body = serde_json::json!({
+        "ready": ready,
+        "tools": state.tools,
+        "audit": match &audit { Ok(sink) => serde_json::json!({"ok": true, "sink": sink}), Err(e) => serde_json::json!({"ok": false, "error": e}) },
+        "shipping": shipping,
+        "secrets": secrets.map(|r| match r { Ok(()) => serde_json::json!({"ok": true}), Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}) }),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
