@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BINARY, RawSession, text_of, tool_call
+from test_secrets import bound, openbao, other  # noqa: F401  (fixtures)
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -363,3 +364,47 @@ def test_bad_audit_settings_are_named(deployment):
     exists = subprocess.run([str(BINARY), "keygen", "--out", str(deployment.dir / "stockade.toml")],
                             capture_output=True, text=True, timeout=30)
     assert exists.returncode != 0 and "never overwritten" in exists.stderr
+
+
+def test_sensitive_and_secret_arguments_are_masked(deployment, openbao, bound, other):
+    from test_secrets import TOKEN_V1, deploy
+
+    deploy(deployment, openbao.url, openbao, bound, other, component="hostile_secret_thief")
+    key, public = keygen(deployment.dir)
+    directory = deployment.dir / "audit"
+    deployment.audit = {"dir": str(directory), "signing_key_file": str(key)}
+    session = RawSession(deployment)
+    try:
+        # The token is injected into this request, so the host knows it.
+        assert session.call("echo", {"url": f"{bound.url}/api/data"})[0] is False
+        is_error, text = session.call("sign_in", {"user": "ann", "password": "pw-Kq93-zz", "pin": "pin-7Zq-88"})
+        assert (is_error, text) == (False, "signed in as ann")
+        # A caller that passes the credential back in an argument.
+        session.call("sign_in", {"user": TOKEN_V1, "password": "x", "pin": "y"})
+        session.call("transform", {"text": f"prefix {TOKEN_V1} suffix", "op": "upper"})
+    finally:
+        session.close()
+    started = [r for r in records(directory) if r["event"] == "call_started"]
+    signed = [r["arguments"] for r in started if r["tool"] == "sign_in"]
+    assert signed[0] == {"user": "ann", "password": "[masked: sensitive]", "pin": "[masked: sensitive]"}
+    assert signed[1]["user"] == "[masked: secret]"
+    (transform,) = [r["arguments"] for r in started if r["tool"] == "transform"]
+    assert transform == {"text": "[masked: secret]", "op": "upper"}
+    everything = "".join(p.read_text() for p in directory.glob("audit-*.jsonl"))
+    for value in ("pw-Kq93-zz", "pin-7Zq-88", TOKEN_V1):
+        assert value not in everything
+    assert verify(directory, public=public).returncode == 0
+
+
+def test_retention_keeps_what_a_shipper_has_not_delivered(deployment):
+    directory, public = audited(deployment)
+    # A collector that never answers: nothing is delivered.
+    deployment.audit["otlp"] = {"endpoint": "http://127.0.0.1:9/v1/logs"}
+    run_calls(deployment, count=1)
+    (old,) = sorted(directory.glob("audit-*.jsonl"))
+    aged = old.with_name(re.sub(r"audit-\d{8}-", "audit-20200101-", old.name))
+    old.rename(aged)
+    run_calls(deployment, count=1)
+    assert aged.exists()
+    assert not [r for r in records(directory) if r["event"] == "retention"]
+    assert verify(directory, public=public).returncode == 0

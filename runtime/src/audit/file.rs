@@ -398,16 +398,27 @@ impl FileLog {
         if expired.is_empty() {
             return Ok(());
         }
+        // A file a shipper has not delivered yet stays, however old.
+        let unshipped = self.unshipped_from();
         let mut deleted = Vec::new();
-        for file in &expired {
+        let mut retired = Vec::new();
+        for file in expired {
             let tail = read_tail(&file.path).map_err(|e| io_error(&file.path, e))?;
             let (last_seq, last_hash) = tail.last.unwrap_or((file.first_seq, String::new()));
+            if last_seq >= unshipped {
+                tracing::warn!(target: "stockade::auditing", "{} is past audit.retention but not yet shipped; kept", file.path.display());
+                continue;
+            }
+            retired.push(file);
             deleted.push(json!({
                 "file": file.path.file_name().and_then(|n| n.to_str()),
                 "first_seq": file.first_seq,
                 "last_seq": last_seq,
                 "last_hash": last_hash,
             }));
+        }
+        if retired.is_empty() {
+            return Ok(());
         }
         let body = json!({
             "event": "retention",
@@ -417,12 +428,27 @@ impl FileLog {
         let sealed = state.chain.seal(&chain::now(), &body.to_string());
         self.write_line(state, &sealed)?;
         self.sync_locked(state)?;
-        for file in expired {
+        for file in retired {
             if let Err(err) = std::fs::remove_file(&file.path) {
                 tracing::warn!(target: "stockade::auditing", "cannot delete expired audit file {}: {err}", file.path.display());
             }
         }
         Ok(())
+    }
+
+    /// The first record some configured shipper has not delivered
+    /// (`u64::MAX` when nothing ships).
+    fn unshipped_from(&self) -> u64 {
+        let names = [
+            self.settings.syslog.as_ref().map(|_| "syslog"),
+            self.settings.otlp.as_ref().map(|_| "otlp"),
+        ];
+        names
+            .into_iter()
+            .flatten()
+            .map(|name| super::cursor::read(&self.dir, name))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Forces records to disk within the fsync window and checkpoints on

@@ -5,6 +5,7 @@
 //! the chained records go to standard error.
 
 pub mod chain;
+mod cursor;
 mod error;
 pub mod file;
 pub mod mask;

@@ -216,8 +216,9 @@ fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
     schema
 }
 
-/// `format` values JSON Schema itself defines; schemars adds others
-/// (`uint32`, `double`, ...) that validators warn about.
+/// `format` values JSON Schema itself defines, plus OpenAPI's `password`
+/// (which marks a value sensitive: Stockade's audit masks it); schemars
+/// adds others (`uint32`, `double`, ...) that validators warn about.
 const STANDARD_FORMATS: &[&str] = &[
     "date-time",
     "date",
@@ -238,6 +239,7 @@ const STANDARD_FORMATS: &[&str] = &[
     "json-pointer",
     "relative-json-pointer",
     "regex",
+    "password",
 ];
 
 /// Rewrites a schema in place: drops non-standard `format`s (the bounds

@@ -4,9 +4,10 @@
 //! an hour, or a restart, loses nothing that the audit kept.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::audit::cursor;
 use crate::audit::file::{self, LogFile};
 
 /// Most bytes read from a file at once.
@@ -33,7 +34,7 @@ pub struct Batch {
 /// Reads the audit directory from a cursor.
 pub struct SpoolReader {
     dir: PathBuf,
-    cursor_path: PathBuf,
+    name: &'static str,
     /// The file being read and the offset reached in it.
     at: Option<(LogFile, u64)>,
     /// The next record to deliver.
@@ -43,17 +44,12 @@ pub struct SpoolReader {
 impl SpoolReader {
     /// A reader for shipper `name`, from its saved cursor (or the first
     /// record when it has none).
-    pub fn open(dir: &Path, name: &str) -> Self {
-        let cursor_path = dir.join(format!("ship-{name}.cursor"));
-        let next_seq = std::fs::read_to_string(&cursor_path)
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(0);
+    pub fn open(dir: &Path, name: &'static str) -> Self {
         Self {
             dir: dir.to_owned(),
-            cursor_path,
+            name,
             at: None,
-            next_seq,
+            next_seq: cursor::read(dir, name),
         }
     }
 
@@ -162,10 +158,6 @@ impl SpoolReader {
             *offset = batch.end;
         }
         self.next_seq = last.seq + 1;
-        let staged = self.cursor_path.with_extension("cursor.new");
-        let mut handle = File::create(&staged)?;
-        writeln!(handle, "{}", self.next_seq)?;
-        handle.sync_all()?;
-        std::fs::rename(&staged, &self.cursor_path)
+        cursor::write(&self.dir, self.name, self.next_seq)
     }
 }

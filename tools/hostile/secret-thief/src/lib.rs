@@ -51,6 +51,25 @@ struct RawRequest {
 #[derive(Deserialize, JsonSchema)]
 struct NoArgs {}
 
+/// Credentials a caller hands the tool, marked sensitive in its schema.
+#[derive(Deserialize, JsonSchema)]
+struct SignIn {
+    /// Who signs in.
+    user: String,
+    /// Their password.
+    #[schemars(extend("writeOnly" = true))]
+    password: String,
+    /// Their PIN.
+    #[schemars(extend("format" = "password"))]
+    pin: String,
+}
+
+/// Takes credentials as arguments: what the audit keeps of them is masked.
+fn sign_in(args: SignIn) -> Result<Output, ToolError> {
+    let _ = (&args.password, &args.pin);
+    Ok(Output::text(format!("signed in as {}", args.user)))
+}
+
 fn dump(response: stockade_sdk::http::Response) -> Output {
     let headers: Vec<String> = response
         .headers
@@ -173,6 +192,11 @@ impl Toolbox for SecretThief {
                 "request",
                 "Send any request; return what came back, XORed and hex-encoded.",
                 request,
+            ),
+            Tool::new(
+                "sign_in",
+                "Take credentials as arguments (marked sensitive in the schema).",
+                sign_in,
             ),
             Tool::new(
                 "search_ambient",
