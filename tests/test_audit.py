@@ -408,3 +408,21 @@ def test_retention_keeps_what_a_shipper_has_not_delivered(deployment):
     assert aged.exists()
     assert not [r for r in records(directory) if r["event"] == "retention"]
     assert verify(directory, public=public).returncode == 0
+
+
+def test_a_crash_just_after_rotation_is_recovered(deployment):
+    directory, public = audited(deployment)
+    run_calls(deployment, count=1)
+    written = len(records(directory))
+    (path,) = sorted(directory.glob("audit-*.jsonl"))
+    # The process died right after opening the next file, mid-way through
+    # its first record.
+    rotated = path.with_name(re.sub(r"-\d{12}\.jsonl$", f"-{written:012d}.jsonl", path.name))
+    rotated.write_text('{"seq":%d,"ts":"20' % written)
+    run_calls(deployment, count=1)
+    after = records(directory)
+    assert [r["seq"] for r in after] == list(range(len(after)))
+    (recovered,) = [r for r in after if r["event"] == "recovered"]
+    assert recovered["file"] == rotated.name and recovered["seq"] == written
+    out = verify(directory, public=public)
+    assert out.returncode == 0, out.stdout

@@ -434,3 +434,19 @@ def test_no_spelling_of_the_endpoint_path_reaches_it_without_credentials(served,
     status = int(answer.split(b" ", 2)[1])
     assert status in (400, 401, 404), answer[:200]
     assert b"protocolVersion" not in answer and b"mcp-session-id" not in answer.lower()
+
+
+def test_a_flood_of_bad_credentials_cannot_flood_the_audit(served):
+    for i in range(60):
+        assert post(served.url, INITIALIZE, token=f"stk_wrong{i}").status_code == 401
+    time.sleep(1.2)
+    assert post(served.url, INITIALIZE, token="stk_wrong-again").status_code == 401
+    served.wait_for('"event":"auth_failed"', count=21)
+    failed = [r for r in served.audit() if r["event"] == "auth_failed"]
+    # A burst of 20, one more as the bucket refills, then the late one
+    # carries the count of those not written.
+    assert 20 <= len(failed) <= 30, len(failed)
+    assert sum(1 + r.get("data", {}).get("suppressed", 0) for r in failed) == 61
+    assert failed[-1]["data"]["suppressed"] > 0
+    # And the server still serves a good key.
+    assert post(served.url, INITIALIZE, token=served.key).status_code == 200

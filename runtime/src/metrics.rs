@@ -286,9 +286,16 @@ impl Observer for Metrics {
                     .inc();
             }
             EventKind::AuthFailed => {
+                // Failures past the per-peer record rate ride on the next record.
+                let suppressed = record
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("suppressed"))
+                    .and_then(|n| n.as_u64())
+                    .unwrap_or(0);
                 self.auth_failures
                     .get_or_create(&KindLabel { kind: class() })
-                    .inc();
+                    .inc_by(1 + suppressed);
             }
             EventKind::SecretBackendFailed => {
                 self.secret_failures.inc();

@@ -76,6 +76,14 @@ pub fn list_files(dir: &Path) -> std::io::Result<Vec<LogFile>> {
     Ok(files)
 }
 
+/// The first record number an audit file's name gives.
+pub fn first_seq_of(path: &Path) -> Option<u64> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_name)
+        .map(|f| f.first_seq)
+}
+
 /// `audit-20261201-000000000042.jsonl` as its day and first number.
 fn parse_name(name: &str) -> Option<LogFile> {
     let stem = name.strip_prefix("audit-")?.strip_suffix(".jsonl")?;
@@ -199,11 +207,27 @@ impl FileLog {
             ),
             Some(last) => {
                 let tail = read_tail(&last.path).map_err(|e| open_error("cannot read", e))?;
-                let Some((seq, hash)) = tail.last else {
-                    return Err(AuditError::Open(format!(
-                        "{}: no record in its last {TAIL_BYTES} bytes; it is not an audit file Stockade can continue",
-                        last.path.display()
-                    )));
+                // A newest file with no whole record (the process died just
+                // after rotating) continues the chain of the file before it.
+                let found = match tail.last.clone() {
+                    Some(found) => Some(found),
+                    None if last.first_seq == 0 => None,
+                    None => {
+                        let before = files.iter().rev().nth(1).ok_or_else(|| {
+                            AuditError::Open(format!(
+                                "{}: no record in it, and no earlier file to continue from",
+                                last.path.display()
+                            ))
+                        })?;
+                        let earlier =
+                            read_tail(&before.path).map_err(|e| open_error("cannot read", e))?;
+                        Some(earlier.last.ok_or_else(|| {
+                            AuditError::Open(format!(
+                                "{}: no record in its last {TAIL_BYTES} bytes; it is not an audit file Stockade can continue",
+                                before.path.display()
+                            ))
+                        })?)
+                    }
                 };
                 if tail.torn {
                     // The torn bytes become a line of their own, which the
@@ -221,9 +245,12 @@ impl FileLog {
                     .and_then(|n| n.to_str())
                     .unwrap_or_default()
                     .to_owned();
-                let chain = Chain {
-                    next_seq: seq + 1,
-                    prev: hash,
+                let chain = match found {
+                    Some((seq, hash)) => Chain {
+                        next_seq: seq + 1,
+                        prev: hash,
+                    },
+                    None => Chain::genesis(),
                 };
                 (chain, last.day.clone(), name, tail.skipped)
             }

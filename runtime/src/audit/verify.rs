@@ -73,12 +73,17 @@ fn gather(request: &VerifyRequest) -> Result<(Vec<PathBuf>, Option<PathBuf>), St
             return Err(format!("{}: no such file or directory", path.display()));
         }
     }
-    // Rotated files in chain order: by the first number in their name.
+    // Rotated files in chain order: by the first number in their name
+    // (a file renamed otherwise, by its first record).
     files.sort_by_key(|path| {
-        let first = std::fs::read(path)
-            .ok()
-            .and_then(|bytes| bytes.split(|b| *b == b'\n').find_map(file::record_seq));
-        first.unwrap_or(u64::MAX)
+        file::first_seq_of(path)
+            .or_else(|| {
+                std::fs::read(path)
+                    .ok()?
+                    .split(|b| *b == b'\n')
+                    .find_map(file::record_seq)
+            })
+            .unwrap_or(u64::MAX)
     });
     files.dedup();
     Ok((files, head))

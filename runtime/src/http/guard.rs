@@ -19,7 +19,6 @@ use tokio::sync::Semaphore;
 
 use super::Readiness;
 use super::sessions::SessionOwners;
-use crate::audit::{AuditRecord, EventKind};
 use crate::auth::Authenticator;
 
 /// The header naming a legacy session.
@@ -41,6 +40,7 @@ pub struct GuardState {
     pub(super) body_timeout: Duration,
     pub(super) readiness: Readiness,
     pub(super) audit: Arc<crate::audit::Audit>,
+    pub(super) failures: super::failures::FailureRecords,
 }
 
 /// A plain JSON error answer.
@@ -148,13 +148,11 @@ pub async fn authenticate(
                 .get::<super::Connection>()
                 .map(|c| c.peer.to_string());
             tracing::info!(target: "stockade::auth", peer, "request refused: {failure}");
-            let mut record = AuditRecord::new(EventKind::AuthFailed);
-            record.outcome = Some("denied");
-            record.error_class = Some(failure.class());
-            let reason = failure.to_string();
-            record.detail = Some(&reason);
-            record.data = Some(serde_json::json!({ "peer": peer }));
-            state.audit.record_or_log(&record);
+            let address = request
+                .extensions()
+                .get::<super::Connection>()
+                .map(|c| c.peer);
+            state.failures.record(&state.audit, address, &failure);
             return state.auth.refusal(&failure).map(Body::from);
         }
     };

@@ -6,6 +6,7 @@
 //! Unauthenticated, a client can reach the health checks and the
 //! protected-resource metadata, none of which names a tool.
 
+mod failures;
 mod guard;
 pub mod sessions;
 pub mod settings;
@@ -181,6 +182,7 @@ pub async fn serve(
         body_timeout: settings.body_timeout,
         readiness,
         audit,
+        failures: failures::FailureRecords::default(),
     });
     let endpoint = Router::new().route_service(MCP_PATH, mcp).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), guard::authenticate),
