@@ -31,12 +31,25 @@ pub struct FileLog {
     settings: AuditSettings,
     signer: Option<Signer>,
     state: Mutex<State>,
+    /// The number of the checkpoint `audit.head` holds; taken while the
+    /// head is written.
+    head: Mutex<Option<u64>>,
     stopped: AtomicBool,
+}
+
+/// A checkpoint line written to its file, not yet forced to disk nor
+/// made the head.
+struct Checkpoint {
+    file: Arc<File>,
+    path: PathBuf,
+    seq: u64,
+    line: String,
 }
 
 /// The file being written and where the chain stands.
 struct State {
-    file: File,
+    /// Shared with the flush thread, which forces it to disk outside the lock.
+    file: Arc<File>,
     name: String,
     size: u64,
     /// UTC day of the file, `YYYY-MM-DD`.
@@ -271,7 +284,7 @@ impl FileLog {
             settings,
             signer,
             state: Mutex::new(State {
-                file,
+                file: Arc::new(file),
                 name: name.clone(),
                 size,
                 day,
@@ -281,6 +294,7 @@ impl FileLog {
                 last_checkpoint: Instant::now(),
                 broken: None,
             }),
+            head: Mutex::new(None),
             stopped: AtomicBool::new(false),
         });
         if !skipped.is_empty() {
@@ -340,7 +354,7 @@ impl FileLog {
         bytes.extend_from_slice(sealed.line.as_bytes());
         bytes.push(b'\n');
         let path = self.dir.join(&state.name);
-        if let Err(err) = state.file.write_all(&bytes) {
+        if let Err(err) = (&*state.file).write_all(&bytes) {
             if let Err(cut) = state.file.set_len(state.size) {
                 state.broken = Some(format!("{err}; cutting the partial record failed: {cut}"));
             }
@@ -366,7 +380,8 @@ impl FileLog {
 
     /// Closes the current file with a checkpoint and starts the next one.
     fn rotate(&self, state: &mut State, ts: &str) -> Result<(), AuditError> {
-        self.checkpoint_locked(state, ts)?;
+        let checkpoint = self.checkpoint_locked(state, ts)?;
+        self.publish(checkpoint)?;
         let day = ts.get(..10).unwrap_or(&state.day).to_owned();
         let name = file_name(&day, state.chain.next_seq);
         let path = self.dir.join(&name);
@@ -375,37 +390,58 @@ impl FileLog {
             .append(true)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
-        state.file = file;
+        state.file = Arc::new(file);
         state.name = name;
         state.size = 0;
         state.day = day;
         self.retire_expired(state)
     }
 
-    /// Writes a checkpoint (signed when there is a key), forces the file
-    /// to disk, then replaces `audit.head` with it.
-    fn checkpoint_locked(&self, state: &mut State, ts: &str) -> Result<(), AuditError> {
+    /// Writes a checkpoint (signed when there is a key); [`FileLog::publish`]
+    /// then forces it to disk and makes it the head.
+    fn checkpoint_locked(&self, state: &mut State, ts: &str) -> Result<Checkpoint, AuditError> {
         let mut body = json!({"event": "checkpoint", "records": state.since_checkpoint});
         if let Some(signer) = &self.signer {
             let message = chain::checkpoint_message(state.chain.next_seq, &state.chain.prev);
             body["key"] = Value::String(signer.key_id.clone());
             body["sig"] = Value::String(signer.sign(&message));
         }
+        let seq = state.chain.next_seq;
         let sealed = state.chain.seal(ts, &body.to_string());
         self.write_line(state, &sealed)?;
-        self.sync_locked(state)?;
         state.since_checkpoint = 0;
         state.last_checkpoint = Instant::now();
+        Ok(Checkpoint {
+            file: Arc::clone(&state.file),
+            path: self.dir.join(&state.name),
+            seq,
+            line: sealed.line,
+        })
+    }
+
+    /// Forces a checkpoint's file to disk, then makes it the head (never
+    /// replacing a later one). Needs no state lock.
+    fn publish(&self, checkpoint: Checkpoint) -> Result<(), AuditError> {
+        let mut published = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        checkpoint
+            .file
+            .sync_data()
+            .map_err(|e| io_error(&checkpoint.path, e))?;
+        if published.is_some_and(|seq| seq >= checkpoint.seq) {
+            return Ok(());
+        }
         let head = self.dir.join(HEAD_FILE);
         let staged = self.dir.join(format!("{HEAD_FILE}.new"));
         let write_head = || -> std::io::Result<()> {
             let mut file = File::create(&staged)?;
-            file.write_all(sealed.line.as_bytes())?;
+            file.write_all(checkpoint.line.as_bytes())?;
             file.write_all(b"\n")?;
             file.sync_all()?;
             std::fs::rename(&staged, &head)
         };
-        write_head().map_err(|e| io_error(&head, e))
+        write_head().map_err(|e| io_error(&head, e))?;
+        *published = Some(checkpoint.seq);
+        Ok(())
     }
 
     /// Deletes files older than `retention`, after recording which.
@@ -492,15 +528,32 @@ impl FileLog {
             if state.broken.is_some() {
                 continue;
             }
-            let result = if state.since_checkpoint > 0
+            if state.since_checkpoint > 0
                 && state.last_checkpoint.elapsed() >= self.settings.checkpoint_interval
             {
-                self.checkpoint_locked(&mut state, &chain::now())
-            } else {
-                self.sync_locked(&mut state)
-            };
-            if let Err(err) = result {
-                tracing::error!(target: "stockade::auditing", "{err}");
+                // Written under the lock; forced to disk and published
+                // outside it, so writers do not wait for the disk.
+                let published =
+                    self.checkpoint_locked(&mut state, &chain::now())
+                        .and_then(|checkpoint| {
+                            drop(state);
+                            self.publish(checkpoint)
+                        });
+                if let Err(err) = published {
+                    tracing::error!(target: "stockade::auditing", "{err}");
+                }
+                continue;
+            }
+            if !state.unsynced {
+                continue;
+            }
+            // Forced to disk outside the lock, so writers do not wait for it.
+            state.unsynced = false;
+            let (file, name) = (Arc::clone(&state.file), state.name.clone());
+            drop(state);
+            if let Err(err) = file.sync_data() {
+                tracing::error!(target: "stockade::auditing", "{}", io_error(&self.dir.join(name), err));
+                self.lock().unsynced = true;
             }
         }
     }
@@ -512,7 +565,8 @@ impl FileLog {
         if state.broken.is_some() {
             return Ok(());
         }
-        self.checkpoint_locked(&mut state, &chain::now())
+        let checkpoint = self.checkpoint_locked(&mut state, &chain::now())?;
+        self.publish(checkpoint)
     }
 
     /// The next record number to be written.

@@ -533,56 +533,50 @@ async fn measure_audit(
     };
     let batch = with_audit("audit-batch", "batch")?;
     let every = with_audit("audit-every", "every")?;
-    progress("audit: sequential calls");
-    let (on_stderr, _) = Session::start(&stockade_serving(artifacts, &config)).await?;
-    let (batched, _) = Session::start(&stockade_serving(artifacts, &batch)).await?;
-    let (synced, _) = Session::start(&stockade_serving(artifacts, &every)).await?;
-    let sessions = [&batched, &synced, &on_stderr];
-    let sequential =
-        stdio::sequential(&sessions, "transform", plan.stdio_warmup, plan.stdio_calls).await?;
-    progress(&format!("audit: {IN_FLIGHT} calls in flight"));
-    let rates = stdio::concurrent(&sessions, "transform", IN_FLIGHT, plan.concurrent_calls).await?;
-    for session in [on_stderr, batched, synced] {
-        session.close().await?;
-    }
-    let [batch_seq, every_seq, stderr_seq] = <[stdio::Sequential; 3]>::try_from(sequential)
-        .map_err(|_| anyhow::anyhow!("one series of calls per server"))?;
-    let &[batch_rate, every_rate, stderr_rate] = rates.as_slice() else {
-        bail!("one rate per server");
-    };
     let baseline = "the same, records on stderr (discarded)";
-    let cost = 1.0 - batch_rate / stderr_rate;
-    findings.verdicts.push(Verdict {
-        what: format!(
-            "audit to a signed directory (fsync batch) costs {:.1}% of stdio `tools/call` throughput < {:.0}%",
-            cost * 100.0,
-            TARGET_AUDIT_COST * 100.0
-        ),
-        met: cost < TARGET_AUDIT_COST,
-    });
-    for (sink, seq) in [
-        ("fsync batch", batch_seq),
-        ("fsync every record", every_seq),
-    ] {
+    // Each policy is measured against its own baseline run beside it, so
+    // the disk traffic of one does not fall on the other's rounds.
+    for (sink, audited) in [("fsync batch", &batch), ("fsync every record", &every)] {
+        progress(&format!("audit: {sink}"));
+        let (on_stderr, _) = Session::start(&stockade_serving(artifacts, &config)).await?;
+        let (to_dir, _) = Session::start(&stockade_serving(artifacts, audited)).await?;
+        let sessions = [&to_dir, &on_stderr];
+        let sequential =
+            stdio::sequential(&sessions, "transform", plan.stdio_warmup, plan.stdio_calls).await?;
+        let rates =
+            stdio::concurrent(&sessions, "transform", IN_FLIGHT, plan.concurrent_calls).await?;
+        on_stderr.close().await?;
+        to_dir.close().await?;
+        let [dir_seq, stderr_seq] = <[stdio::Sequential; 2]>::try_from(sequential)
+            .map_err(|_| anyhow::anyhow!("one series of calls per server"))?;
+        let &[dir_rate, stderr_rate] = rates.as_slice() else {
+            bail!("one rate per server");
+        };
+        if audited == &batch {
+            let cost = 1.0 - dir_rate / stderr_rate;
+            findings.verdicts.push(Verdict {
+                what: format!(
+                    "audit to a signed directory (fsync batch) costs {:.1}% of stdio `tools/call` throughput < {:.0}%",
+                    cost * 100.0,
+                    TARGET_AUDIT_COST * 100.0
+                ),
+                met: cost < TARGET_AUDIT_COST,
+            });
+        }
         findings.rows.push(Row {
             measure: format!(
                 "stdio `tools/call`, sequential, audit to a signed directory, {sink} ({} calls)",
-                seq.latency.len()
+                dir_seq.latency.len()
             ),
-            stockade: Figure::Latency(seq.latency),
+            stockade: Figure::Latency(dir_seq.latency),
             baseline_name: baseline.into(),
-            baseline: Figure::Latency(stderr_seq.latency.clone()),
+            baseline: Figure::Latency(stderr_seq.latency),
         });
-    }
-    for (sink, rate) in [
-        ("fsync batch", batch_rate),
-        ("fsync every record", every_rate),
-    ] {
         findings.rows.push(Row {
             measure: format!(
                 "stdio `tools/call`/s, {IN_FLIGHT} in flight, audit to a signed directory, {sink}"
             ),
-            stockade: Figure::Rate(rate),
+            stockade: Figure::Rate(dir_rate),
             baseline_name: baseline.into(),
             baseline: Figure::Rate(stderr_rate),
         });
