@@ -90,20 +90,12 @@ impl RawAlerts {
             }
         }
         if let Some(url) = &self.webhook {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|_| invalid("alerts.webhook", "a URL"))?;
-            let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
-            match uri.scheme_str() {
-                Some("https") => {}
-                Some("http") if loopback => {}
-                _ => {
-                    return Err(invalid(
-                        "alerts.webhook",
-                        "an https:// URL (plain http only for a loopback address)",
-                    ));
-                }
-            }
+            crate::config::secure_url(
+                "alerts.webhook",
+                url,
+                "https://alerts.internal/stockade",
+                invalid,
+            )?;
         }
         Ok(AlertSettings {
             first_use: self.first_use,

@@ -84,40 +84,9 @@ pub fn verify(
     }
 }
 
-/// `stockade audit query`'s filter, as given.
-pub struct QueryArgs {
-    /// `--since`.
-    pub since: Option<String>,
-    /// `--until`.
-    pub until: Option<String>,
-    /// `--client`.
-    pub client: Option<String>,
-    /// `--user`.
-    pub user: Option<String>,
-    /// `--tool`.
-    pub tool: Option<String>,
-    /// `--outcome`.
-    pub outcome: Option<String>,
-    /// `--event`.
-    pub event: Option<String>,
-}
-
 /// `stockade audit query`: the matching records as a table or JSON Lines.
-pub fn query(paths: &[PathBuf], args: QueryArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let time = |flag: &str, text: Option<String>| {
-        text.map(|t| query::parse_time(&t).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
-            .transpose()
-    };
-    let filter = Filter {
-        since: time("since", args.since)?,
-        until: time("until", args.until)?,
-        client: args.client,
-        user: args.user,
-        tool: args.tool,
-        outcome: args.outcome,
-        event: args.event,
-    };
-    let records = query::query(paths, &filter).map_err(anyhow::Error::msg)?;
+pub fn query(paths: &[PathBuf], filter: Filter, json: bool) -> anyhow::Result<ExitCode> {
+    let records = query::query(paths, filter).map_err(anyhow::Error::msg)?;
     let mut out = std::io::stdout().lock();
     if json {
         for record in &records {

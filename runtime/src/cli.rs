@@ -124,27 +124,8 @@ enum AuditCommand {
         /// Audit files, or the audit directory.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// From this time: 2026-11-24, 2026-11-24T09:00:00Z, or an age (12h, 7d).
-        #[arg(long)]
-        since: Option<String>,
-        /// Before this time (same forms).
-        #[arg(long)]
-        until: Option<String>,
-        /// Client id.
-        #[arg(long)]
-        client: Option<String>,
-        /// User (subject).
-        #[arg(long)]
-        user: Option<String>,
-        /// Tool name.
-        #[arg(long)]
-        tool: Option<String>,
-        /// succeeded, failed, limited, denied, or an error class.
-        #[arg(long)]
-        outcome: Option<String>,
-        /// Event kind (call_started, call_finished, call_denied, auth_failed, ...).
-        #[arg(long)]
-        event: Option<String>,
+        #[command(flatten)]
+        filter: crate::audit::query::Filter,
         /// JSON Lines instead of a table.
         #[arg(long)]
         json: bool,
@@ -222,27 +203,10 @@ pub fn main() -> ExitCode {
                 command:
                     AuditCommand::Query {
                         paths,
-                        since,
-                        until,
-                        client,
-                        user,
-                        tool,
-                        outcome,
-                        event,
+                        filter,
                         json,
                     },
-            } => {
-                let filter = crate::audit_cli::QueryArgs {
-                    since,
-                    until,
-                    client,
-                    user,
-                    tool,
-                    outcome,
-                    event,
-                };
-                crate::audit_cli::query(&paths, filter, json)
-            }
+            } => crate::audit_cli::query(&paths, filter, json),
         }
     });
     // A read of standard input may still be parked on a blocking thread;

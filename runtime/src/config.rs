@@ -456,6 +456,28 @@ impl StockadeConfig {
     }
 }
 
+/// `text` as a URL that is https, or plain http to a loopback address;
+/// otherwise the error for `key` (with `example` of a good one).
+pub fn secure_url(
+    key: &str,
+    text: &str,
+    example: &str,
+    invalid: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| invalid(key, &format!("a URL such as \"{example}\"")))?;
+    let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if loopback => Ok(uri),
+        _ => Err(invalid(
+            key,
+            "an https:// URL (plain http only for a loopback address)",
+        )),
+    }
+}
+
 /// `path` once it has been opened for reading; otherwise the error for
 /// `key` naming the file and why.
 pub fn readable(
@@ -477,23 +499,12 @@ fn vault_settings(
     base: &Path,
     invalid: &dyn Fn(&str, &str) -> ConfigError,
 ) -> Result<VaultSettings, ConfigError> {
-    let uri: http::Uri = raw.address.parse().map_err(|_| {
-        invalid(
-            "vault.address",
-            "a URL such as \"https://vault.internal:8200\"",
-        )
-    })?;
-    let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if loopback => {}
-        _ => {
-            return Err(invalid(
-                "vault.address",
-                "an https:// URL (plain http only for a loopback address)",
-            ));
-        }
-    }
+    secure_url(
+        "vault.address",
+        &raw.address,
+        "https://vault.internal:8200",
+        invalid,
+    )?;
     // Every file is opened now, so a missing or unreadable one is named
     // at start (and by `stockade check`), not at the first call.
     let file = |key: &str, value: &Option<PathBuf>| {

@@ -8,22 +8,30 @@ use serde_json::Value;
 use super::chain;
 use super::file;
 
-/// Which records to return; every field set must match.
-#[derive(Debug, Default)]
+/// Which records to return (`stockade audit query`'s flags); every field
+/// set must match.
+#[derive(Debug, Default, clap::Args)]
 pub struct Filter {
-    /// Records at or after this time (record format, UTC).
+    /// From this time: 2026-11-24, 2026-11-24T09:00:00Z, or an age (12h, 7d).
+    #[arg(long)]
     pub since: Option<String>,
-    /// Records before this time.
+    /// Before this time (same forms).
+    #[arg(long)]
     pub until: Option<String>,
     /// Client id.
+    #[arg(long)]
     pub client: Option<String>,
     /// User (subject).
+    #[arg(long)]
     pub user: Option<String>,
     /// Tool name.
+    #[arg(long)]
     pub tool: Option<String>,
-    /// Outcome (`succeeded`, `failed`, `limited`, `denied`) or error class.
+    /// succeeded, failed, limited, denied, or an error class.
+    #[arg(long)]
     pub outcome: Option<String>,
-    /// Event kind.
+    /// Event kind (call_started, call_finished, call_denied, auth_failed, ...).
+    #[arg(long)]
     pub event: Option<String>,
 }
 
@@ -50,6 +58,16 @@ pub fn parse_time(text: &str) -> Result<String, String> {
 }
 
 impl Filter {
+    /// `since` and `until` turned into records' time format.
+    fn resolved(mut self) -> Result<Self, String> {
+        for (flag, time) in [("since", &mut self.since), ("until", &mut self.until)] {
+            if let Some(text) = time.take() {
+                *time = Some(parse_time(&text).map_err(|e| format!("--{flag}: {e}"))?);
+            }
+        }
+        Ok(self)
+    }
+
     fn matches(&self, record: &Value) -> bool {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
         let equal = |want: &Option<String>, name: &str| {
@@ -70,7 +88,8 @@ impl Filter {
 
 /// The matching records of `paths` (audit files or directories), in
 /// chain order. Lines that are not records are left out.
-pub fn query(paths: &[PathBuf], filter: &Filter) -> Result<Vec<Value>, String> {
+pub fn query(paths: &[PathBuf], filter: Filter) -> Result<Vec<Value>, String> {
+    let filter = filter.resolved()?;
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {

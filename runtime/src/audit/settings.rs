@@ -238,21 +238,12 @@ impl RawAudit {
         let otlp = match &self.otlp {
             None => None,
             Some(raw) => {
-                let uri: http::Uri = raw
-                    .endpoint
-                    .parse()
-                    .map_err(|_| invalid("audit.otlp.endpoint", "a URL"))?;
-                let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
-                match uri.scheme_str() {
-                    Some("https") => {}
-                    Some("http") if loopback => {}
-                    _ => {
-                        return Err(invalid(
-                            "audit.otlp.endpoint",
-                            "an https:// URL (plain http only for a loopback address)",
-                        ));
-                    }
-                }
+                crate::config::secure_url(
+                    "audit.otlp.endpoint",
+                    &raw.endpoint,
+                    "https://collector.internal:4318/v1/logs",
+                    invalid,
+                )?;
                 Some(OtlpSettings {
                     endpoint: raw.endpoint.clone(),
                     ca_file: ca("audit.otlp.ca_file", &raw.ca_file)?,
