@@ -110,6 +110,9 @@ def test_every_event_is_recorded_chained_signed_and_verifies(deployment):
     out = verify(directory, public=public)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"ok: {len(found)} records" in out.stdout and "signatures verified" in out.stdout
+    # Private to the server's user.
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    assert {oct(p.stat().st_mode & 0o777) for p in directory.glob("audit-*.jsonl")} == {"0o600"}
 
 
 def test_no_log_filter_silences_the_audit(deployment):
@@ -361,6 +364,13 @@ def test_bad_audit_settings_are_named(deployment):
     proc = subprocess.run([str(BINARY), "serve", "--config", str(deployment.write())],
                           input="", capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "STOCKADE AUDIT SIGNING KEY" in proc.stderr
+    shared = deployment.dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    deployment.audit = {"dir": str(shared)}
+    proc = subprocess.run([str(BINARY), "serve", "--config", str(deployment.write())],
+                          input="", capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "writable by group or others" in proc.stderr and str(shared) in proc.stderr
     exists = subprocess.run([str(BINARY), "keygen", "--out", str(deployment.dir / "stockade.toml")],
                             capture_output=True, text=True, timeout=30)
     assert exists.returncode != 0 and "never overwritten" in exists.stderr

@@ -208,7 +208,7 @@ impl FileLog {
         let open_error = |what: &str, err: std::io::Error| {
             AuditError::Open(format!("{what} {}: {err}", dir.display()))
         };
-        std::fs::create_dir_all(&dir).map_err(|e| open_error("cannot create", e))?;
+        private_dir(&dir)?;
         let files = list_files(&dir).map_err(|e| open_error("cannot list", e))?;
         let today = chain::now()[..10].to_owned();
         let (chain, day, name, skipped) = match files.last() {
@@ -270,11 +270,7 @@ impl FileLog {
         };
         check_head(&dir, &chain)?;
         let path = dir.join(&name);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| open_error("cannot open", e))?;
+        let file = append_to(&path).map_err(|e| open_error("cannot open", e))?;
         let size = file
             .metadata()
             .map_err(|e| open_error("cannot stat", e))?
@@ -385,11 +381,7 @@ impl FileLog {
         let day = ts.get(..10).unwrap_or(&state.day).to_owned();
         let name = file_name(&day, state.chain.next_seq);
         let path = self.dir.join(&name);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
+        let file = append_to(&path).map_err(|e| io_error(&path, e))?;
         state.file = Arc::new(file);
         state.name = name;
         state.size = 0;
@@ -578,6 +570,39 @@ impl FileLog {
     pub fn state(&self) -> (PathBuf, Option<String>) {
         (self.dir.clone(), self.lock().broken.clone())
     }
+}
+
+/// Creates `dir` readable by its owner only (0700), or checks that an
+/// existing one is writable by no one else: another local user must not
+/// be able to read the records or replace the files.
+fn private_dir(dir: &Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| AuditError::Open(format!("cannot create {}: {e}", dir.display())))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| AuditError::Open(format!("cannot read {}: {e}", dir.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(AuditError::Open(format!(
+            "{} is writable by group or others; make it private (chmod 700)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens an audit file for appending, created readable by its owner only.
+fn append_to(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn parse_day(day: &str) -> Result<time::Date, time::error::Parse> {
