@@ -437,16 +437,20 @@ def test_no_spelling_of_the_endpoint_path_reaches_it_without_credentials(served,
 
 
 def test_a_flood_of_bad_credentials_cannot_flood_the_audit(served):
+    started = time.monotonic()
     for i in range(60):
         assert post(served.url, INITIALIZE, token=f"stk_wrong{i}").status_code == 401
+    elapsed = time.monotonic() - started
     time.sleep(1.2)
     assert post(served.url, INITIALIZE, token="stk_wrong-again").status_code == 401
     served.wait_for('"event":"auth_failed"', count=21)
     failed = [r for r in served.audit() if r["event"] == "auth_failed"]
-    # A burst of 20, one more as the bucket refills, then the late one
-    # carries the count of those not written.
-    assert 20 <= len(failed) <= 30, len(failed)
+    # A burst of 20, then 5 a second as the bucket refills; each written
+    # record carries the count of those not written before it, so none is
+    # lost from the count.
+    assert 21 <= len(failed) <= 20 + 5 * (elapsed + 1.5) + 1, (len(failed), elapsed)
+    assert len(failed) < 61
     assert sum(1 + r.get("data", {}).get("suppressed", 0) for r in failed) == 61
-    assert failed[-1]["data"]["suppressed"] > 0
+    assert any(r["data"].get("suppressed") for r in failed)
     # And the server still serves a good key.
     assert post(served.url, INITIALIZE, token=served.key).status_code == 200
