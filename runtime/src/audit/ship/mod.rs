@@ -25,6 +25,29 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Longest wait between two tries at a collector that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How serious a record is, as both collectors rank it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Everything else.
+    Info,
+    /// Refusals, secret-backend failures, warning alerts.
+    Warning,
+    /// Critical alerts.
+    Critical,
+}
+
+/// The level of a parsed audit record: an alert's own severity, warning
+/// for refused credentials and calls and secret-backend failures.
+pub fn level(record: &serde_json::Value) -> Level {
+    let field = |name: &str| record.get(name).and_then(serde_json::Value::as_str);
+    match (field("event"), field("severity")) {
+        (_, Some("critical")) => Level::Critical,
+        (_, Some("warning"))
+        | (Some("auth_failed" | "call_denied" | "secret_backend_failed"), _) => Level::Warning,
+        _ => Level::Info,
+    }
+}
+
 /// What a shipper has done, for readiness and metrics.
 pub struct ShipStatus {
     /// `syslog` or `otlp`.

@@ -105,12 +105,10 @@ fn log_record(record: &Spooled) -> LogRecord {
         time::OffsetDateTime::parse(field("ts"), &time::format_description::well_known::Rfc3339)
             .map(|t| t.unix_timestamp_nanos() as u64)
             .unwrap_or_default();
-    let (number, name) = match (field("event"), field("severity")) {
-        (_, "critical") => (21, "FATAL"),
-        (_, "warning") | ("auth_failed" | "call_denied" | "secret_backend_failed", _) => {
-            (13, "WARN")
-        }
-        _ => (9, "INFO"),
+    let (number, name) = match super::level(&parsed) {
+        super::Level::Critical => (21, "FATAL"),
+        super::Level::Warning => (13, "WARN"),
+        super::Level::Info => (9, "INFO"),
     };
     LogRecord {
         time_unix_nano: time,

@@ -90,21 +90,16 @@ impl SyslogSink {
 
     /// One message, octet-counted.
     fn frame(&self, bytes: &mut Vec<u8>, record: &Spooled) -> Result<(), String> {
-        let event = serde_json::from_str::<Value>(&record.line)
-            .ok()
-            .and_then(|v| {
-                Some((
-                    v.get("event")?.as_str()?.to_owned(),
-                    v.get("severity").and_then(Value::as_str).map(str::to_owned),
-                ))
-            });
-        let (event, severity) = event.unwrap_or_default();
-        let severity = match (event.as_str(), severity.as_deref()) {
-            (_, Some("critical")) => Severity::LOG_CRIT,
-            (_, Some("warning")) | ("auth_failed" | "call_denied" | "secret_backend_failed", _) => {
-                Severity::LOG_WARNING
-            }
-            _ => Severity::LOG_INFO,
+        let parsed: Value = serde_json::from_str(&record.line).unwrap_or_default();
+        let event = parsed
+            .get("event")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let severity = match super::level(&parsed) {
+            super::Level::Critical => Severity::LOG_CRIT,
+            super::Level::Warning => Severity::LOG_WARNING,
+            super::Level::Info => Severity::LOG_INFO,
         };
         let mut data = std::collections::BTreeMap::new();
         data.insert(
