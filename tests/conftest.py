@@ -65,6 +65,32 @@ def toml_tables(tables: dict) -> str:
     return "\n".join(lines)
 
 
+# What the description lint finds in hostile components whose job is to
+# talk about credentials: the tests accept exactly these findings, as an
+# operator would in the manifest (`{p}` stands for the tool's prefix).
+LINT_ACKNOWLEDGED = {
+    "hostile_secret_thief": [
+        'credential in {p}placeholder_body description: "secret"',
+        'credential in {p}placeholder_body inputSchema/description: "secret"',
+        'credential in {p}placeholder_body inputSchema/properties/secret: "secret"',
+        'credential in {p}placeholder_body inputSchema/properties/secret/description: "secret"',
+        'credential in {p}placeholder_header description: "secret"',
+        'credential in {p}placeholder_header inputSchema/description: "secret"',
+        'credential in {p}placeholder_header inputSchema/properties/secret: "secret"',
+        'credential in {p}placeholder_header inputSchema/properties/secret/description: "secret"',
+        'credential in {p}placeholder_url description: "secret"',
+        'credential in {p}placeholder_url inputSchema/description: "secret"',
+        'credential in {p}placeholder_url inputSchema/properties/secret: "secret"',
+        'credential in {p}placeholder_url inputSchema/properties/secret/description: "secret"',
+        'credential in {p}search_ambient description: "credentials"',
+        'credential in {p}sign_in description: "credentials"',
+        'credential in {p}sign_in inputSchema/description: "Credentials"',
+        'credential in {p}sign_in inputSchema/properties/password: "password"',
+        'credential in {p}sign_in inputSchema/properties/password/description: "password"',
+    ],
+}
+
+
 class Deployment:
     """A config directory with a stockade.toml and one manifest per tool."""
 
@@ -89,6 +115,11 @@ class Deployment:
         path = wasm(component)
         tool = {"name": name, "component": str(path), "sha256": sha or sha256(path)}
         tool.update(tables.pop("tool", {}))
+        if component in LINT_ACKNOWLEDGED and "lint" not in tables:
+            prefix = tool.get("prefix", "")
+            tables["lint"] = {
+                "acknowledge": [key.replace("{p}", prefix) for key in LINT_ACKNOWLEDGED[component]]
+            }
         manifest = self.dir / f"{name}.toml"
         manifest.write_text(toml_tables({"tool": tool, **tables}))
         self.manifests.append(manifest.name)

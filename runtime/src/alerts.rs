@@ -363,6 +363,13 @@ impl Observer for Alerts {
                 self.calls(record, &mut alerts);
             }
             EventKind::ConfigLoaded => self.loaded(record, &mut alerts),
+            EventKind::LockDrift => alerts.push(Alert {
+                kind: "lock_drift",
+                severity: "critical",
+                client: None,
+                tool: record.tool.map(str::to_owned),
+                detail: record.detail.unwrap_or_default().to_owned(),
+            }),
             _ => {}
         }
         for alert in &alerts {

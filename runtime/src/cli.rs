@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use stockade_host_api::{CallerIdentity, Sandbox, SandboxSettings};
 
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditRecord, EventKind};
 use crate::call::CallPath;
 use crate::config::StockadeConfig;
 use crate::logging::LogFormat;
@@ -72,6 +72,23 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Write the signed tool lock: every served tool's name, description,
+    /// schemas, hints, component digest and grants.
+    Lock {
+        /// Path to stockade.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The private key to sign with (`stockade keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: PathBuf,
+        /// Where to write the lock (default: `lock.file`, else
+        /// `stockade.lock` beside the config); the signature goes to FILE.sig.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// DEVELOPMENT ONLY: as for `serve`.
+        #[arg(long, value_name = "FILE")]
+        dev_secrets: Option<PathBuf>,
     },
     /// Validate the config, every manifest and every component, then exit.
     Check {
@@ -191,6 +208,12 @@ pub fn main() -> ExitCode {
                 dev_secrets,
             } => check(&config, dev_secrets.as_deref()).await,
             Command::Keygen { out } => crate::audit_cli::keygen(&out),
+            Command::Lock {
+                config,
+                sign,
+                out,
+                dev_secrets,
+            } => lock(&config, &sign, out, dev_secrets.as_deref()).await,
             Command::Audit {
                 command:
                     AuditCommand::Verify {
@@ -234,13 +257,24 @@ struct Loaded {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// Loads config, sandbox and tools (and, with `open_audit`, the audit
-/// trail first, so loading is recorded); returns the registry and every
-/// problem found.
+/// What a command loads the config for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// To serve: the audit trail is opened first (so loading is recorded)
+    /// and the tool lock is enforced.
+    Serve,
+    /// To report: the tool lock is enforced, nothing is recorded.
+    Check,
+    /// To write the lock: tools are taken as they are.
+    Lock,
+}
+
+/// Loads config, sandbox and tools for `purpose`; returns the registry and
+/// every problem found.
 async fn load(
     config_path: &Path,
     dev_secrets: Option<&Path>,
-    open_audit: bool,
+    purpose: Purpose,
 ) -> anyhow::Result<Loaded> {
     let (config, manifest_errors) = StockadeConfig::load(config_path)?;
     let secrets = match (dev_secrets, &config.vault) {
@@ -267,7 +301,7 @@ async fn load(
     let sandbox = Arc::new(Sandbox::new(&settings).context("cannot start the sandbox")?);
     crate::logging::scrub_with(sandbox.redactor());
     let metrics = crate::metrics::Metrics::new();
-    let audit = if open_audit {
+    let audit = if purpose == Purpose::Serve {
         if config.audit.dir.is_none() {
             tracing::warn!(
                 "audit records go to standard error, unsigned; set [audit] dir for a durable, signed trail"
@@ -290,13 +324,16 @@ async fn load(
     } else {
         None
     };
-    let (registry, load_errors) =
+    let (mut registry, load_errors) =
         Registry::load(&sandbox, &config.tools, secrets.as_ref(), audit.as_ref()).await;
-    let problems = manifest_errors
+    let mut problems: Vec<String> = manifest_errors
         .iter()
         .map(ToString::to_string)
         .chain(load_errors.iter().map(ToString::to_string))
         .collect();
+    if purpose != Purpose::Lock {
+        problems.extend(enforce_lock(&config.lock, &mut registry, audit.as_deref())?);
+    }
     Ok(Loaded {
         config,
         sandbox,
@@ -306,6 +343,87 @@ async fn load(
         audit,
         metrics,
     })
+}
+
+/// Checks the live tools against the signed lock, when one is configured:
+/// drifted tools leave `registry`, each drift is audited (and alerted) and
+/// returned as a problem. A lock that is missing (when required) or whose
+/// signature does not verify stops everything.
+fn enforce_lock(
+    settings: &crate::lock::LockSettings,
+    registry: &mut Registry,
+    audit: Option<&Audit>,
+) -> anyhow::Result<Vec<String>> {
+    let (Some(file), Some(key)) = (&settings.file, &settings.public_key_file) else {
+        tracing::warn!(
+            "no [lock]: what tools tell the model is not checked against an approved, signed lock"
+        );
+        return Ok(Vec::new());
+    };
+    let lock =
+        crate::lock::read(file, key).context("the tool lock cannot be used; not loading tools")?;
+    let drifts = crate::lock::enforce(&lock, registry);
+    let mut problems = Vec::new();
+    for drift in drifts {
+        let message =
+            format!("{drift}; not served (review the change, then run `stockade lock` again)");
+        if let Some(audit) = audit {
+            let mut record = AuditRecord::new(EventKind::LockDrift);
+            record.tool = Some(&drift.tool);
+            record.severity = Some("critical");
+            record.outcome = Some("denied");
+            record.detail = Some(&message);
+            audit
+                .record(&record)
+                .context("cannot record a drift from the tool lock; not serving")?;
+        }
+        problems.push(message);
+    }
+    Ok(problems)
+}
+
+/// `stockade lock`: the signed lock of every tool the config serves. Any
+/// problem (a refused tool, a lint finding) is fixed first.
+async fn lock(
+    config_path: &Path,
+    key: &Path,
+    out: Option<PathBuf>,
+    dev_secrets: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let signer = crate::audit::signing::Signer::load(key).map_err(anyhow::Error::msg)?;
+    let Loaded {
+        config,
+        registry,
+        problems,
+        ..
+    } = load(config_path, dev_secrets, Purpose::Lock).await?;
+    if !problems.is_empty() {
+        for problem in &problems {
+            println!("FAIL {problem}");
+        }
+        anyhow::bail!(
+            "{} problem(s) (above): a lock records only a configuration that loads cleanly",
+            problems.len()
+        );
+    }
+    let path = out
+        .or(config.lock.file.clone())
+        .unwrap_or_else(|| config_path.with_file_name("stockade.lock"));
+    let tools = crate::lock::write(&registry, &path, &signer)?;
+    println!(
+        "locked {tools} tools in {} (signature in {}, key {})",
+        path.display(),
+        crate::lock::signature_path(&path).display(),
+        signer.key_id
+    );
+    if config.lock.file.is_none() {
+        println!(
+            "\nAdd to stockade.toml:\n[lock]\nfile = \"{}\"\npublic_key_file = \"{}.pub\"\nrequired = true",
+            path.display(),
+            key.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `serve`'s options besides the config file.
@@ -337,7 +455,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         secrets,
         audit,
         metrics,
-    } = load(config_path, dev_secrets.as_deref(), true).await?;
+    } = load(config_path, dev_secrets.as_deref(), Purpose::Serve).await?;
     let audit = audit.context("the audit trail was not opened")?;
     for problem in &problems {
         tracing::error!("tool refused: {problem}");
@@ -578,7 +696,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 async fn check(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<ExitCode> {
     let Loaded {
         registry, problems, ..
-    } = load(config_path, dev_secrets, false).await?;
+    } = load(config_path, dev_secrets, Purpose::Check).await?;
     for tool in registry.iter() {
         println!(
             "ok   {:<24} from {}",

@@ -64,6 +64,8 @@ pub struct StockadeConfig {
     pub admin: crate::admin::AdminSettings,
     /// `[alerts]`.
     pub alerts: crate::alerts::AlertSettings,
+    /// `[lock]`.
+    pub lock: crate::lock::LockSettings,
 }
 
 /// `[redaction]`: how injected credentials are scrubbed.
@@ -275,6 +277,8 @@ struct RawConfig {
     admin: crate::admin::RawAdmin,
     #[serde(default)]
     alerts: crate::alerts::RawAlerts,
+    #[serde(default)]
+    lock: crate::lock::RawLock,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -440,7 +444,9 @@ impl StockadeConfig {
         let audit = raw.audit.check(base, &invalid)?;
         let admin = raw.admin.check(&invalid)?;
         let alerts = raw.alerts.check(&invalid)?;
+        let lock = raw.lock.check(base, &invalid)?;
         let config = Self {
+            lock,
             audit,
             admin,
             alerts,

@@ -10,6 +10,8 @@ mod cli;
 mod config;
 mod http;
 mod hygiene;
+mod lint;
+mod lock;
 mod logging;
 mod manifest;
 mod mcp;

@@ -47,6 +47,25 @@ pub struct ToolManifest {
     pub secrets: Vec<ManifestSecret>,
     /// How results are cleaned and flagged.
     pub output: OutputPolicy,
+    /// Description-lint findings accepted for this component's tools,
+    /// each exactly as the lint states it.
+    pub acknowledged: Vec<String>,
+    /// The grants as written (`fs`, `egress`, `secrets`, `access`), which
+    /// the tool lock records.
+    pub grants: serde_json::Value,
+}
+
+/// The manifest tables the tool lock records: what a tool may touch and
+/// who may call it.
+const GRANT_TABLES: &[&str] = &["fs", "egress", "secrets", "access"];
+
+/// `[lint]`: description-lint findings the manifest accepts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLint {
+    /// Findings, each exactly as `stockade check` states it.
+    #[serde(default)]
+    acknowledge: Vec<String>,
 }
 
 /// `[output]`: how a tool's results are cleaned before they reach the model.
@@ -130,6 +149,8 @@ struct RawManifest {
     secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     output: OutputPolicy,
+    #[serde(default)]
+    lint: RawLint,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +233,14 @@ struct RawAllowEntry {
 /// Reads and validates one manifest.
 pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
     let raw: RawManifest = read_toml(path)?;
+    let tree: toml::Value = read_toml(path)?;
+    let grants: serde_json::Map<String, serde_json::Value> = GRANT_TABLES
+        .iter()
+        .filter_map(|table| {
+            let value = serde_json::to_value(tree.get(table)?).ok()?;
+            Some(((*table).to_owned(), value))
+        })
+        .collect();
     let base = path.parent().unwrap_or(Path::new("."));
     let invalid = |key: &str, expected: String| ConfigError::Invalid {
         path: path.to_owned(),
@@ -334,6 +363,8 @@ pub fn load(path: &Path) -> Result<ToolManifest, ConfigError> {
         access: raw.access,
         secrets,
         output: raw.output,
+        acknowledged: raw.lint.acknowledge,
+        grants: serde_json::Value::Object(grants),
     })
 }
 

@@ -95,12 +95,53 @@ impl Registry {
                 Err(reason) => errors.push(fail(reason)),
             }
         }
+        registry.refuse_poisoned(&mut errors);
         (registry, errors)
+    }
+
+    /// Takes out of service every tool with a description-lint finding its
+    /// manifest does not acknowledge, and says why in `errors`.
+    fn refuse_poisoned(&mut self, errors: &mut Vec<LoadError>) {
+        let names: Vec<String> = self.tools.keys().cloned().collect();
+        for name in &names {
+            let tool = &self.tools[name];
+            let others: Vec<&str> = names
+                .iter()
+                .filter(|other| *other != name)
+                .map(String::as_str)
+                .collect();
+            let manifest = &tool.component.manifest;
+            let unacknowledged: Vec<String> = crate::lint::lint(&tool.descriptor, &others)
+                .iter()
+                .map(crate::lint::Finding::key)
+                .filter(|key| !manifest.acknowledged.contains(key))
+                .collect();
+            if unacknowledged.is_empty() {
+                continue;
+            }
+            errors.push(LoadError {
+                manifest: manifest.path.clone(),
+                reason: format!(
+                    "tool `{name}` refused by the description lint (to accept a finding, add it to [lint] acknowledge): {}",
+                    unacknowledged
+                        .iter()
+                        .map(|key| format!("'{key}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+            self.tools.remove(name);
+        }
     }
 
     /// The tool called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<RegisteredTool>> {
         self.tools.get(name)
+    }
+
+    /// Takes the tool called `name` out of service.
+    pub fn remove(&mut self, name: &str) {
+        self.tools.remove(name);
     }
 
     /// Every tool, ordered by name.

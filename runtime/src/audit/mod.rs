@@ -51,12 +51,14 @@ pub enum EventKind {
     SecretBackendFailed,
     /// An anomaly an observer noticed (see [`Observer`]).
     Alert,
+    /// A tool differs from the signed tool lock and is kept out of service.
+    LockDrift,
 }
 
 /// An anomaly worth a record, a metric and a notification.
 #[derive(Debug, Clone)]
 pub struct Alert {
-    /// What kind: `first_use`, `off_hours`, `error_spike`, `egress_denials`, `tool_changed`.
+    /// What kind: `first_use`, `off_hours`, `error_spike`, `egress_denials`, `tool_changed`, `lock_drift`.
     pub kind: &'static str,
     /// `warning` or `critical`.
     pub severity: &'static str,
