@@ -105,6 +105,7 @@ class Deployment:
         self.audit: dict = {}
         self.admin: dict = {}
         self.alerts: dict = {}
+        self.lock: dict = {}
 
     def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
         """Writes `<name>.toml` for component `component` (a wasm stem).
@@ -143,6 +144,8 @@ class Deployment:
             tables["admin"] = self.admin
         if self.alerts:
             tables["alerts"] = self.alerts
+        if self.lock:
+            tables["lock"] = self.lock
         config.write_text(text + toml_tables(tables))
         return config
 

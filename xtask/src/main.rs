@@ -14,6 +14,7 @@ const PYTHON_PACKAGES: &[&str] = &[
     "brotli==1.2.1",
     "mcp-authlab==0.2.2",
     "opentelemetry-proto==1.45.2",
+    "cryptography==50.0.2",
 ];
 
 /// Debian packages the end-to-end tests start: the syslog collector the
