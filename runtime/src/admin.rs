@@ -1,7 +1,9 @@
 //! The admin listener (`[admin] listen`): Prometheus metrics at
 //! `/metrics`, liveness at `/healthz`, and at `/readyz` a JSON view of
 //! what serving depends on: tools, the audit sink, its shippers' spools
-//! and the secret backend.
+//! and the secret backend. With `[[admin.keys]]`, operators also change
+//! the kill switches at `/control` (`GET` the switches, `POST` an
+//! operation), each request carrying an admin key as a bearer token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,17 @@ pub struct RawAdmin {
     listen: Option<String>,
     #[serde(default)]
     allow_remote: bool,
+    #[serde(default)]
+    keys: Vec<RawAdminKey>,
+}
+
+/// One `[[admin.keys]]`: an operator's key, by its SHA-256 (`stockade
+/// apikey new` makes one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdminKey {
+    name: String,
+    sha256: String,
 }
 
 /// `[admin]`, checked.
@@ -34,6 +47,8 @@ pub struct RawAdmin {
 pub struct AdminSettings {
     /// Where to serve; `None` means no admin listener.
     pub listen: Option<SocketAddr>,
+    /// Operators' keys for `/control`: name and SHA-256 of the key.
+    pub keys: Vec<(String, [u8; 32])>,
 }
 
 impl RawAdmin {
@@ -58,7 +73,17 @@ impl RawAdmin {
                 Some(addr)
             }
         };
-        Ok(AdminSettings { listen })
+        let mut keys = Vec::new();
+        for (index, key) in self.keys.iter().enumerate() {
+            let digest = crate::auth::apikey::parse_digest(&key.sha256).ok_or_else(|| {
+                invalid(
+                    &format!("admin.keys[{index}].sha256"),
+                    "64 hex digits (the SHA-256 `stockade apikey new` prints)",
+                )
+            })?;
+            keys.push((key.name.clone(), digest));
+        }
+        Ok(AdminSettings { listen, keys })
     }
 }
 
@@ -74,6 +99,10 @@ pub struct AdminState {
     pub secrets: Option<Arc<Backend>>,
     /// Tools being served.
     pub tools: usize,
+    /// The kill switches.
+    pub control: Arc<crate::control::Control>,
+    /// Operators' keys for `/control`.
+    pub keys: Vec<(String, [u8; 32])>,
 }
 
 impl AdminState {
@@ -117,11 +146,15 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/control", get(control_state).post(control_change))
         .with_state(state);
     tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
         if let Err(err) = served {
             tracing::error!(target: "stockade::admin", "admin listener failed: {err}");
         }
@@ -139,6 +172,106 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// A JSON error body with `status`.
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": message }).to_string(),
+    )
+        .into_response()
+}
+
+/// The operator a request's bearer key names, or the status and reason
+/// to refuse it with.
+fn operator(
+    state: &AdminState,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, (StatusCode, &'static str)> {
+    if state.keys.is_empty() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "control over HTTP is off: no [[admin.keys]] configured",
+        ));
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or((
+            StatusCode::UNAUTHORIZED,
+            "an admin key is required (Authorization: Bearer KEY)",
+        ))?;
+    let digest = crate::auth::apikey::digest(presented.trim());
+    state
+        .keys
+        .iter()
+        .find(|(_, known)| *known == digest)
+        .map(|(name, _)| name.clone())
+        .ok_or((StatusCode::UNAUTHORIZED, "unknown admin key"))
+}
+
+async fn control_state(
+    State(state): State<Arc<AdminState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err((status, message)) = operator(&state, &headers) {
+        return json_error(status, message);
+    }
+    let body = serde_json::json!({ "switches": &*state.control.switches() });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A change as `POST /control` takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    operation: crate::control::Operation,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn control_change(
+    State(state): State<Arc<AdminState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let name = match operator(&state, &headers) {
+        Ok(name) => name,
+        Err((status, message)) => return json_error(status, message),
+    };
+    let request: ChangeRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("not a control request: {err}"),
+            );
+        }
+    };
+    let notice = crate::control::Notice {
+        operation: request.operation,
+        by: format!("admin key `{name}` from {peer}"),
+        reason: request.reason,
+    };
+    match crate::control::change(state.control.dir(), &notice).await {
+        Ok((switches, answers)) => {
+            let body = serde_json::json!({ "switches": switches, "answers": answers });
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(err) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {

@@ -13,6 +13,7 @@ use stockade_host_api::{
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, AuditRecord, EventKind, RequestInfo};
+use crate::control::Control;
 use crate::hygiene;
 use crate::manifest::{OutputPolicy, Suspicious};
 use crate::policy::{self, CallerBudget, CallerSlots, Denial};
@@ -36,6 +37,8 @@ pub struct CallPath {
     /// `server.caller_concurrency`, when set.
     caller_slots: Option<CallerSlots>,
     audit: Arc<Audit>,
+    /// The operator's switches, and the running calls they can stop.
+    control: Arc<Control>,
 }
 
 impl CallPath {
@@ -47,6 +50,7 @@ impl CallPath {
         budget: Option<Rate>,
         caller_concurrency: Option<u32>,
         audit: Arc<Audit>,
+        control: Arc<Control>,
     ) -> Self {
         Self {
             sandbox,
@@ -56,7 +60,13 @@ impl CallPath {
             caller_slots: caller_concurrency
                 .map(|n| CallerSlots::new(n, "server.caller_concurrency")),
             audit,
+            control,
         }
+    }
+
+    /// Changes whenever the tool list may have (a kill switch, a reload).
+    pub fn list_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.control.list_changes()
     }
 
     /// The tools `caller` may see, ordered by name; the listing is audited
@@ -66,14 +76,23 @@ impl CallPath {
         caller: &CallerIdentity,
         request: &RequestInfo,
     ) -> Result<Vec<Arc<RegisteredTool>>, McpError> {
+        let correlation = new_correlation_id();
+        let mut record = AuditRecord::of_call(EventKind::List, &correlation, caller, request);
+        if let Some(denial) = self.control.refusal(caller, None) {
+            let message = denial.to_string();
+            record.outcome = Some("denied");
+            record.error_class = Some(denial.class());
+            record.detail = Some(&message);
+            self.audit.record_or_log(&record);
+            return Err(McpError::invalid_request(message, None));
+        }
         let tools: Vec<_> = self
             .registry
             .iter()
             .filter(|t| policy::may_use(&t.component.manifest.access, caller))
+            .filter(|t| !self.control.is_disabled(&t.descriptor.name))
             .cloned()
             .collect();
-        let correlation = new_correlation_id();
-        let mut record = AuditRecord::of_call(EventKind::List, &correlation, caller, request);
         record.outcome = Some("succeeded");
         self.audit
             .record(&record)
@@ -147,6 +166,9 @@ impl CallPath {
                 return Err(McpError::invalid_params(message, None));
             }
         };
+        if let Some(denial) = self.control.refusal(caller, Some(name)) {
+            return Ok(error_result(deny(denial.class(), denial.to_string())));
+        }
         if caller.call_depth >= self.max_call_depth {
             let message = format!(
                 "denied: call depth {} reaches server.max_call_depth ({}): a tool's request came back to Stockade too many times",
@@ -189,6 +211,7 @@ impl CallPath {
         if let Err(err) = self.audit.record(&started) {
             return Ok(error_result(format!("{err}; the call was not run")));
         }
+        let running = self.control.running.enter(name, &caller.client, cancel);
         let report = self
             .sandbox
             .call(
@@ -197,10 +220,19 @@ impl CallPath {
                 caller,
                 &tool.component_name,
                 &encoded,
-                cancel,
+                running.token(),
             )
             .await;
-        let response = respond(tool, &report);
+        let response = match running.stopped_by_operator() {
+            Some(reason) => Response {
+                result: error_result(format!("stopped while running: {reason}")),
+                class: "stopped",
+                detail: Some(reason.to_owned()),
+                flags: Vec::new(),
+            },
+            None => respond(tool, &report),
+        };
+        drop(running);
 
         let mut record =
             AuditRecord::of_call(EventKind::CallFinished, correlation, caller, request);
@@ -230,7 +262,8 @@ fn outcome_of(class: &str) -> &'static str {
     match class {
         "ok" => "succeeded",
         "limit" | "busy" | "budget" | "rate" | "concurrency" => "limited",
-        "unknown_tool" | "call_depth" | "invalid_arguments" | "denied" => "denied",
+        "unknown_tool" | "call_depth" | "invalid_arguments" | "denied" | "lockdown"
+        | "client_revoked" | "tool_disabled" | "stopped" => "denied",
         _ => "failed",
     }
 }

@@ -90,6 +90,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         dev_secrets: Option<PathBuf>,
     },
+    /// Operator control: the kill switch (disable a tool, revoke a client,
+    /// lock everything down), through the control socket or an admin
+    /// listener.
+    Admin {
+        #[command(flatten)]
+        target: crate::control_cli::Target,
+        #[command(subcommand)]
+        command: crate::control_cli::AdminCommand,
+    },
     /// Validate the config, every manifest and every component, then exit.
     Check {
         /// Path to stockade.toml.
@@ -208,6 +217,7 @@ pub fn main() -> ExitCode {
                 dev_secrets,
             } => check(&config, dev_secrets.as_deref()).await,
             Command::Keygen { out } => crate::audit_cli::keygen(&out),
+            Command::Admin { target, command } => crate::control_cli::run(target, command).await,
             Command::Lock {
                 config,
                 sign,
@@ -476,6 +486,22 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
     crate::audit_cli::record_start(&audit, config_path, &registry, &problems)?;
     let admin_stop = CancellationToken::new();
     let _stop_admin = admin_stop.clone().drop_guard();
+    let control = Arc::new(
+        crate::control::Control::open(&config.control, audit.clone())
+            .context("cannot read the kill switches; not serving")?,
+    );
+    let switches = control.switches();
+    if *switches != crate::control::Switches::default() {
+        tracing::warn!(
+            disabled_tools = ?switches.disabled_tools,
+            revoked_clients = ?switches.revoked_clients,
+            lockdown = switches.lockdown,
+            "kill switches in force from before"
+        );
+    }
+    let socket = crate::control::socket::listen(control.clone(), admin_stop.clone())
+        .context("cannot open the control socket; not serving")?;
+    tracing::info!(target: "stockade::control", "control socket at {}", socket.display());
     if let Some(addr) = config.admin.listen {
         let state = Arc::new(crate::admin::AdminState {
             metrics,
@@ -483,8 +509,10 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
             sandbox: sandbox.clone(),
             secrets: secrets.clone(),
             tools: registry.len(),
+            control: control.clone(),
+            keys: config.admin.keys.clone(),
         });
-        crate::admin::serve(addr, state, admin_stop).await?;
+        crate::admin::serve(addr, state, admin_stop.clone()).await?;
     }
     let path = Arc::new(CallPath::new(
         sandbox,
@@ -493,6 +521,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         config.server.caller_budget,
         config.server.caller_concurrency,
         audit.clone(),
+        control.clone(),
     ));
     match transport {
         Transport::Http => {

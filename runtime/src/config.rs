@@ -66,6 +66,8 @@ pub struct StockadeConfig {
     pub alerts: crate::alerts::AlertSettings,
     /// `[lock]`.
     pub lock: crate::lock::LockSettings,
+    /// `[control]`.
+    pub control: crate::control::ControlSettings,
 }
 
 /// `[redaction]`: how injected credentials are scrubbed.
@@ -279,6 +281,8 @@ struct RawConfig {
     alerts: crate::alerts::RawAlerts,
     #[serde(default)]
     lock: crate::lock::RawLock,
+    #[serde(default)]
+    control: crate::control::RawControl,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -445,7 +449,9 @@ impl StockadeConfig {
         let admin = raw.admin.check(&invalid)?;
         let alerts = raw.alerts.check(&invalid)?;
         let lock = raw.lock.check(base, &invalid)?;
+        let control = raw.control.check(base);
         let config = Self {
+            control,
             lock,
             audit,
             admin,

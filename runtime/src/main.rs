@@ -8,6 +8,8 @@ mod auth;
 mod call;
 mod cli;
 mod config;
+mod control;
+mod control_cli;
 mod http;
 mod hygiene;
 mod lint;

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use stockade_host_api::CallerIdentity;
 use tracing::Instrument as _;
@@ -15,6 +16,10 @@ use tracing::Instrument as _;
 use crate::audit::RequestInfo;
 use crate::call::CallPath;
 use crate::registry::RegisteredTool;
+
+/// How often an idle legacy session's notifier checks that its client is
+/// still there.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long clients may cache a tool list.
 const LIST_TTL_MS: u64 = 60_000;
@@ -110,11 +115,66 @@ pub fn to_mcp_tool(tool: &RegisteredTool) -> Tool {
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(&self.name, env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Stockade serves sandboxed WebAssembly tools. Each call runs in a fresh sandbox.",
-            )
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new(&self.name, env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Stockade serves sandboxed WebAssembly tools. Each call runs in a fresh sandbox.",
+        )
+    }
+
+    /// A legacy session: told of every tool-list change (a kill switch, a
+    /// reload) until its transport closes.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let peer = context.peer;
+        let mut changes = self.path.list_changes();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() || peer.notify_tool_list_changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    () = tokio::time::sleep(SESSION_CHECK) => {
+                        if peer.is_transport_closed() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// 2026-07-28: `subscriptions/listen` may ask for tool-list changes.
+    fn accepted_subscription_filter(
+        &self,
+        _requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(SubscriptionFilter::builder().tools_list_changed().build())
+    }
+
+    /// 2026-07-28: one listen stream, told of every tool-list change until
+    /// the client cancels it.
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
+        let mut changes = self.path.list_changes();
+        loop {
+            tokio::select! {
+                () = subscription.cancelled() => return Ok(()),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    if subscription.sink().notify_tool_list_changed().await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 
     async fn list_tools(

@@ -36,6 +36,17 @@ pub enum Denial {
         /// When a call will next be allowed.
         retry: Duration,
     },
+    /// An operator put the server in lockdown.
+    #[error(
+        "refused: the server is in lockdown (an operator's kill switch); every tool is stopped"
+    )]
+    Lockdown,
+    /// An operator revoked the caller's client.
+    #[error("refused: client `{0}` was revoked by an operator (kill switch)")]
+    ClientRevoked(String),
+    /// An operator disabled the tool.
+    #[error("refused: tool `{0}` was disabled by an operator (kill switch)")]
+    ToolDisabled(String),
     /// The caller has used up its budget across all tools.
     #[error("budget exhausted: this caller may make {count} calls per {}s across all tools (server.caller_budget); retry in {}s", per.as_secs(), retry.as_secs().max(1))]
     BudgetSpent {
@@ -69,6 +80,9 @@ impl Denial {
     pub fn class(&self) -> &'static str {
         match self {
             Self::NotPermitted(_) => "unknown_tool",
+            Self::Lockdown => "lockdown",
+            Self::ClientRevoked(_) => "client_revoked",
+            Self::ToolDisabled(_) => "tool_disabled",
             Self::RateLimited { .. } => "rate",
             Self::BudgetSpent { .. } => "budget",
             Self::Busy { .. } | Self::CallerBusy { .. } => "concurrency",

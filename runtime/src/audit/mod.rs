@@ -53,6 +53,8 @@ pub enum EventKind {
     Alert,
     /// A tool differs from the signed tool lock and is kept out of service.
     LockDrift,
+    /// An operator changed a kill switch.
+    Control,
 }
 
 /// An anomaly worth a record, a metric and a notification.
