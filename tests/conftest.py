@@ -106,6 +106,7 @@ class Deployment:
         self.admin: dict = {}
         self.alerts: dict = {}
         self.lock: dict = {}
+        self.control: dict = {}
 
     def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
         """Writes `<name>.toml` for component `component` (a wasm stem).
@@ -146,6 +147,8 @@ class Deployment:
             tables["alerts"] = self.alerts
         if self.lock:
             tables["lock"] = self.lock
+        if self.control:
+            tables["control"] = self.control
         config.write_text(text + toml_tables(tables))
         return config
 
@@ -197,6 +200,14 @@ def examples_deployment(tmp_path: Path) -> Deployment:
     )
     d.add_tool("fetch", "fetch", egress={"allow": []})
     return d
+
+
+def run_admin(deployment: "Deployment", *args: str, user: int | None = None) -> subprocess.CompletedProcess:
+    """`stockade admin --config ... ARGS`, as uid `user` when given."""
+    command = [str(BINARY), "admin", "--config", str(deployment.write()), *args]
+    if user is not None:
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def text_of(result) -> str:

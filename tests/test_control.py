@@ -15,17 +15,10 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import BINARY, text_of
+from conftest import BINARY, run_admin, text_of
 from httpserve import HttpStockade, api_key, free_port
 
 SPIN = {"limits": {"timeout": "60s", "fuel": 1_000_000_000_000}}
-
-
-def admin(deployment, *args, user=None):
-    command = [str(BINARY), "admin", "--config", str(deployment.write()), *args]
-    if user is not None:
-        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
 def records(directory):
@@ -64,7 +57,7 @@ async def test_disable_stops_a_running_endless_call_and_outlives_a_restart(deplo
             tasks.start_soon(spin)
             await wait_for_record(audit, lambda r: r["event"] == "call_started" and r["tool"] == "spin")
             done = await anyio.to_thread.run_sync(
-                lambda: admin(deployment, "--reason", "incident 42", "disable-tool", "spin")
+                lambda: run_admin(deployment, "--reason", "incident 42", "disable-tool", "spin")
             )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "1 running call(s) stopped" in done.stdout
@@ -94,7 +87,7 @@ async def test_disable_stops_a_running_endless_call_and_outlives_a_restart(deplo
         assert "spin" not in {t.name for t in (await client.list_tools()).tools}
         assert "disabled by an operator" in text_of(await client.call_tool("spin", {}))
     # Switched back with no server running: saved for the next start.
-    back = admin(deployment, "enable-tool", "spin")
+    back = run_admin(deployment, "enable-tool", "spin")
     assert back.returncode == 0 and "no server is running" in back.stdout
     async with deployment.client() as client:
         assert "spin" in {t.name for t in (await client.list_tools()).tools}
@@ -105,24 +98,24 @@ async def test_revoke_and_lockdown_refuse_naming_the_rule(deployment):
     deployment.stdio = {"client": "desk"}
     deployment.add_tool("text-kit", "text_kit")
     async with deployment.client() as client:
-        assert admin(deployment, "revoke-client", "desk").returncode == 0
+        assert run_admin(deployment, "revoke-client", "desk").returncode == 0
         with pytest.raises(MCPError) as refused:
             await client.list_tools()
         assert "client `desk` was revoked by an operator" in str(refused.value)
         result = await client.call_tool("transform", {"text": "a", "op": "upper"})
         assert result.is_error and "client `desk` was revoked" in text_of(result)
-        assert admin(deployment, "restore-client", "desk").returncode == 0
+        assert run_admin(deployment, "restore-client", "desk").returncode == 0
         assert text_of(await client.call_tool("transform", {"text": "a", "op": "upper"})) == "A"
 
-        assert admin(deployment, "lockdown", "on").returncode == 0
+        assert run_admin(deployment, "lockdown", "on").returncode == 0
         with pytest.raises(MCPError) as refused:
             await client.list_tools()
         assert "lockdown" in str(refused.value)
         result = await client.call_tool("transform", {"text": "a", "op": "upper"})
         assert result.is_error and "the server is in lockdown" in text_of(result)
-        status = admin(deployment, "status")
+        status = run_admin(deployment, "status")
         assert "lockdown ON" in status.stdout
-        assert admin(deployment, "lockdown", "off").returncode == 0
+        assert run_admin(deployment, "lockdown", "off").returncode == 0
         assert text_of(await client.call_tool("transform", {"text": "b", "op": "upper"})) == "B"
 
 
@@ -136,7 +129,7 @@ async def test_legacy_sessions_are_told_the_tool_list_changed(deployment):
 
     async with deployment.client(mode="legacy", message_handler=handler) as client:
         await client.list_tools()
-        assert admin(deployment, "disable-tool", "stats").returncode == 0
+        assert run_admin(deployment, "disable-tool", "stats").returncode == 0
         with anyio.fail_after(10):
             while not any("list_changed" in m or "ToolListChanged" in m for m in seen):
                 await anyio.sleep(0.02)
@@ -148,7 +141,7 @@ async def test_2026_listeners_are_told_the_tool_list_changed(deployment):
     deployment.add_tool("text-kit", "text_kit")
     async with deployment.client(mode="2026-07-28") as client:
         async with client.listen(tools_list_changed=True) as subscription:
-            assert admin(deployment, "disable-tool", "stats").returncode == 0
+            assert run_admin(deployment, "disable-tool", "stats").returncode == 0
             with anyio.fail_after(10):
                 event = await subscription.__anext__()
             assert "tool" in repr(event).lower()
@@ -198,13 +191,13 @@ async def test_the_admin_listener_needs_an_admin_key(deployment, tmp_path):
 
 def test_only_the_owner_may_switch(deployment):
     deployment.add_tool("text-kit", "text_kit")
-    assert admin(deployment, "status").returncode == 0  # creates the directory
+    assert run_admin(deployment, "status").returncode == 0  # creates the directory
     control = deployment.dir / ".stockade" / "control"
     assert control.stat().st_mode & 0o777 == 0o700
-    refused = admin(deployment, "disable-tool", "stats", user=65534)
+    refused = run_admin(deployment, "disable-tool", "stats", user=65534)
     assert refused.returncode != 0
     assert "Permission denied" in refused.stderr or "permission denied" in refused.stderr.lower()
-    assert "disabled tools: none" in admin(deployment, "status").stdout
+    assert "disabled tools: none" in run_admin(deployment, "status").stdout
 
 
 @pytest.mark.anyio
@@ -217,3 +210,14 @@ async def test_no_admin_operation_is_reachable_through_mcp(deployment):
             with pytest.raises(MCPError):
                 await client.call_tool(method, {"target": "stats"})
         assert "stats" in {t.name for t in (await client.list_tools()).tools}
+
+
+@pytest.mark.anyio
+async def test_a_control_directory_deeper_than_a_socket_address_works(deployment, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deployment.control = {"dir": str(deep)}
+    deployment.add_tool("text-kit", "text_kit")
+    async with deployment.client() as client:
+        done = run_admin(deployment, "disable-tool", "stats")
+        assert done.returncode == 0 and "server pid" in done.stdout, done.stdout + done.stderr
+        assert "stats" not in {t.name for t in (await client.list_tools()).tools}

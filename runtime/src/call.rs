@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ResourceContents};
@@ -29,7 +30,9 @@ pub const CORRELATION_META_KEY: &str = "io.stockade/correlation";
 /// Runs calls for every transport.
 pub struct CallPath {
     sandbox: Arc<Sandbox>,
-    registry: Arc<Registry>,
+    /// The tools served; a reload swaps in a new registry while calls
+    /// that started keep the one they started with.
+    registry: ArcSwap<Registry>,
     /// `server.max_call_depth`.
     max_call_depth: u32,
     /// `server.caller_budget`, when set.
@@ -54,7 +57,7 @@ impl CallPath {
     ) -> Self {
         Self {
             sandbox,
-            registry,
+            registry: ArcSwap::new(registry),
             max_call_depth,
             budget: budget.map(CallerBudget::new),
             caller_slots: caller_concurrency
@@ -62,6 +65,13 @@ impl CallPath {
             audit,
             control,
         }
+    }
+
+    /// Serves `registry` from now on (calls already running finish on the
+    /// one they started with) and tells sessions the tool list changed.
+    pub fn swap_registry(&self, registry: Arc<Registry>) {
+        self.registry.store(registry);
+        self.control.announce();
     }
 
     /// Changes whenever the tool list may have (a kill switch, a reload).
@@ -86,8 +96,8 @@ impl CallPath {
             self.audit.record_or_log(&record);
             return Err(McpError::invalid_request(message, None));
         }
-        let tools: Vec<_> = self
-            .registry
+        let registry = self.registry.load();
+        let tools: Vec<_> = registry
             .iter()
             .filter(|t| policy::may_use(&t.component.manifest.access, caller))
             .filter(|t| !self.control.is_disabled(&t.descriptor.name))
@@ -156,7 +166,8 @@ impl CallPath {
             message
         };
 
-        let tool = match self.registry.get(name) {
+        let registry = self.registry.load_full();
+        let tool = match registry.get(name) {
             Some(tool) if policy::may_use(&tool.component.manifest.access, caller) => tool,
             _ => {
                 let message = deny(

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use stockade_host_api::{CallerIdentity, Sandbox, SandboxSettings};
 
-use crate::audit::{Audit, AuditRecord, EventKind};
+use crate::audit::Audit;
 use crate::call::CallPath;
 use crate::config::StockadeConfig;
 use crate::logging::LogFormat;
@@ -265,6 +265,10 @@ struct Loaded {
     audit: Option<Arc<Audit>>,
     /// The metrics the audit trail feeds.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Limiters, kept across reloads.
+    limiters: Arc<crate::policy::Limiters>,
+    /// The largest `limits.memory` the sandbox's pool reserves.
+    max_memory_bytes: u64,
 }
 
 /// What a command loads the config for.
@@ -334,17 +338,20 @@ async fn load(
     } else {
         None
     };
-    let (mut registry, load_errors) =
-        Registry::load(&sandbox, &config.tools, secrets.as_ref(), audit.as_ref()).await;
-    let mut problems: Vec<String> = manifest_errors
-        .iter()
-        .map(ToString::to_string)
-        .chain(load_errors.iter().map(ToString::to_string))
-        .collect();
-    if purpose != Purpose::Lock {
-        problems.extend(enforce_lock(&config.lock, &mut registry, audit.as_deref())?);
-    }
+    let limiters = Arc::new(crate::policy::Limiters::default());
+    let sources = crate::reload::ToolSources {
+        sandbox: &sandbox,
+        secrets: secrets.as_ref(),
+        audit: audit.as_ref(),
+        limiters: &limiters,
+        enforce_lock: purpose != Purpose::Lock,
+    };
+    let (registry, problems) = crate::reload::load_tools(&config, &manifest_errors, &sources)
+        .await
+        .context("the tool lock cannot be used; not loading tools")?;
     Ok(Loaded {
+        max_memory_bytes: settings.max_memory_bytes,
+        limiters,
         config,
         sandbox,
         registry,
@@ -353,43 +360,6 @@ async fn load(
         audit,
         metrics,
     })
-}
-
-/// Checks the live tools against the signed lock, when one is configured:
-/// drifted tools leave `registry`, each drift is audited (and alerted) and
-/// returned as a problem. A lock that is missing (when required) or whose
-/// signature does not verify stops everything.
-fn enforce_lock(
-    settings: &crate::lock::LockSettings,
-    registry: &mut Registry,
-    audit: Option<&Audit>,
-) -> anyhow::Result<Vec<String>> {
-    let (Some(file), Some(key)) = (&settings.file, &settings.public_key_file) else {
-        tracing::warn!(
-            "no [lock]: what tools tell the model is not checked against an approved, signed lock"
-        );
-        return Ok(Vec::new());
-    };
-    let lock =
-        crate::lock::read(file, key).context("the tool lock cannot be used; not loading tools")?;
-    let drifts = crate::lock::enforce(&lock, registry);
-    let mut problems = Vec::new();
-    for drift in drifts {
-        let message =
-            format!("{drift}; not served (review the change, then run `stockade lock` again)");
-        if let Some(audit) = audit {
-            let mut record = AuditRecord::new(EventKind::LockDrift);
-            record.tool = Some(&drift.tool);
-            record.severity = Some("critical");
-            record.outcome = Some("denied");
-            record.detail = Some(&message);
-            audit
-                .record(&record)
-                .context("cannot record a drift from the tool lock; not serving")?;
-        }
-        problems.push(message);
-    }
-    Ok(problems)
 }
 
 /// `stockade lock`: the signed lock of every tool the config serves. Any
@@ -465,6 +435,8 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         secrets,
         audit,
         metrics,
+        limiters,
+        max_memory_bytes,
     } = load(config_path, dev_secrets.as_deref(), Purpose::Serve).await?;
     let audit = audit.context("the audit trail was not opened")?;
     for problem in &problems {
@@ -514,8 +486,18 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         });
         crate::admin::serve(addr, state, admin_stop.clone()).await?;
     }
+    let versions = crate::versions::VersionStore::open(&config.control.dir)
+        .context("cannot keep configuration versions; not serving")?;
+    match versions.record(config_path, &config, &registry) {
+        Ok(number) => {
+            tracing::info!(target: "stockade::reload", "serving configuration version {number}")
+        }
+        Err(err) => {
+            tracing::warn!(target: "stockade::reload", "this configuration is not kept as a version (no rollback to it): {err}")
+        }
+    }
     let path = Arc::new(CallPath::new(
-        sandbox,
+        sandbox.clone(),
         Arc::new(registry),
         config.server.max_call_depth,
         config.server.caller_budget,
@@ -523,6 +505,19 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         audit.clone(),
         control.clone(),
     ));
+    let reloader = Arc::new(crate::reload::Reloader {
+        config_path: config_path.to_owned(),
+        sandbox,
+        secrets: secrets.clone(),
+        audit: audit.clone(),
+        path: path.clone(),
+        limiters,
+        max_memory_bytes,
+        versions,
+        busy: tokio::sync::Mutex::new(()),
+    });
+    control.set_reloader(reloader.clone());
+    crate::reload::reload_on_hangup(reloader);
     match transport {
         Transport::Http => {
             let addr = http

@@ -61,6 +61,17 @@ pub enum AdminCommand {
     },
     /// Show the switches in force.
     Status,
+    /// Re-read the config and manifests in every server (a bad
+    /// configuration is refused and the old one keeps serving).
+    Reload,
+    /// Return to a kept configuration version: its config, manifests,
+    /// lock and components are written back, then every server reloads.
+    Rollback {
+        /// The version (default: the one before the latest).
+        version: Option<u32>,
+    },
+    /// List the kept configuration versions.
+    Versions,
 }
 
 /// `on` or `off`.
@@ -81,6 +92,9 @@ pub async fn run(target: Target, command: AdminCommand) -> anyhow::Result<ExitCo
         AdminCommand::RestoreClient { id } => Operation::RestoreClient(id),
         AdminCommand::Lockdown { state } => Operation::Lockdown(matches!(state, OnOff::On)),
         AdminCommand::Status => return status(&target).await,
+        AdminCommand::Versions => return versions(&target),
+        AdminCommand::Reload => Operation::Reload,
+        AdminCommand::Rollback { version } => Operation::Rollback(version),
     };
     if let Some(url) = &target.url {
         let key = read_key(target.key_file.as_deref())?;
@@ -105,26 +119,32 @@ pub async fn run(target: Target, command: AdminCommand) -> anyhow::Result<ExitCo
 /// Prints what changed and what each server did; fails when a server
 /// could not apply it.
 fn report(operation: &Operation, switches: &Switches, answers: &[Answer]) -> ExitCode {
-    println!(
-        "{}{}: saved",
-        operation.name(),
-        operation
-            .target()
-            .map(|t| format!(" {t}"))
-            .unwrap_or_default()
-    );
+    let target = operation
+        .target()
+        .map(|t| format!(" {t}"))
+        .unwrap_or_default();
+    match operation {
+        Operation::Reload => println!("reload: sent"),
+        Operation::Rollback(_) => println!("rollback: files restored, reload sent"),
+        _ => println!("{}{target}: saved", operation.name()),
+    }
     if answers.is_empty() {
         println!(
-            "no server is running on this control directory; the switch applies when one starts"
+            "no server is running on this control directory; the change applies when one starts"
         );
     }
     let mut failed = false;
     for answer in answers {
         match &answer.error {
-            None => println!(
+            None if operation.is_switch() => println!(
                 "server pid {}: applied, {} running call(s) stopped",
                 answer.pid.map_or("?".into(), |p| p.to_string()),
                 answer.stopped
+            ),
+            None => println!(
+                "server pid {}: {}",
+                answer.pid.map_or("?".into(), |p| p.to_string()),
+                answer.done.as_deref().unwrap_or("done")
             ),
             Some(error) => {
                 failed = true;
@@ -166,6 +186,24 @@ async fn status(target: &Target) -> anyhow::Result<ExitCode> {
         crate::control::store::SwitchStore::open(&control_dir(target)?)?.load()?
     };
     print_switches(&switches);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn versions(target: &Target) -> anyhow::Result<ExitCode> {
+    let store = crate::versions::VersionStore::open(&control_dir(target)?)?;
+    let versions = store.list()?;
+    if versions.is_empty() {
+        println!("no configuration kept yet (a server keeps one at start and at each reload)");
+    }
+    for version in versions {
+        println!(
+            "{:>4}  {}  {} tools  {}",
+            version.number,
+            version.accepted,
+            version.tools.len(),
+            version.config.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::audit::signing::{Checker, Signer};
+use crate::audit::{Audit, AuditRecord, EventKind};
 use crate::config::ConfigError;
 use crate::registry::{RegisteredTool, Registry};
 
@@ -347,4 +348,41 @@ pub fn enforce(lock: &Lock, registry: &mut Registry) -> Vec<Drift> {
         }
     }
     drifts
+}
+
+/// Checks the live tools against the signed lock, when `settings` name
+/// one: drifted tools leave `registry`, each drift is audited (a critical
+/// record, which raises an alert) and returned as a problem. A lock that
+/// is missing or whose signature does not verify is an error: nothing is
+/// served on a lock that cannot be trusted.
+pub fn enforce_configured(
+    settings: &LockSettings,
+    registry: &mut Registry,
+    audit: Option<&Audit>,
+) -> Result<Vec<String>, LockError> {
+    let (Some(file), Some(key)) = (&settings.file, &settings.public_key_file) else {
+        tracing::warn!(
+            "no [lock]: what tools tell the model is not checked against an approved, signed lock"
+        );
+        return Ok(Vec::new());
+    };
+    let lock = read(file, key)?;
+    let mut problems = Vec::new();
+    for drift in enforce(&lock, registry) {
+        let message =
+            format!("{drift}; not served (review the change, then run `stockade lock` again)");
+        if let Some(audit) = audit {
+            let mut record = AuditRecord::new(EventKind::LockDrift);
+            record.tool = Some(&drift.tool);
+            record.severity = Some("critical");
+            record.outcome = Some("denied");
+            record.detail = Some(&message);
+            audit.record(&record).map_err(|e| LockError::Io {
+                path: "(audit)".into(),
+                reason: format!("cannot record a drift from the tool lock: {e}"),
+            })?;
+        }
+        problems.push(message);
+    }
+    Ok(problems)
 }

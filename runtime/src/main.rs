@@ -20,9 +20,11 @@ mod mcp;
 mod metrics;
 mod policy;
 mod registry;
+mod reload;
 mod secrets;
 mod stdio;
 mod units;
+mod versions;
 
 fn main() -> std::process::ExitCode {
     cli::main()

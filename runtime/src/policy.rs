@@ -3,7 +3,9 @@
 //! Access rules come from the manifest's `[access]`; rate and concurrency
 //! from `[limits]`. The kill switch and approval (governance) plug in here.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,6 +206,38 @@ pub struct Admission {
 
 /// Callers tracked before those whose state has fully recovered are dropped.
 const SWEEP_AT: usize = 10_000;
+
+/// Every component's limiter, kept outside the registry so that a reload
+/// does not reset rate limits or concurrency counts: a component keeps its
+/// limiter while its manifest path and limits stay the same.
+#[derive(Default)]
+pub struct Limiters {
+    by_manifest: std::sync::Mutex<HashMap<PathBuf, (LimiterSettings, Arc<ToolLimiter>)>>,
+}
+
+/// The limits a limiter was made for.
+type LimiterSettings = (Option<Rate>, Option<u32>, Option<u32>);
+
+impl Limiters {
+    /// The limiter of the component `manifest` describes: the one it had,
+    /// if its limits did not change.
+    pub fn for_manifest(&self, manifest: &crate::manifest::ToolManifest) -> Arc<ToolLimiter> {
+        let settings = (
+            manifest.rate,
+            manifest.concurrency,
+            manifest.caller_concurrency,
+        );
+        let mut by_manifest = self.by_manifest.lock().unwrap_or_else(|p| p.into_inner());
+        match by_manifest.get(&manifest.path) {
+            Some((kept, limiter)) if *kept == settings => limiter.clone(),
+            _ => {
+                let limiter = Arc::new(ToolLimiter::new(settings.0, settings.1, settings.2));
+                by_manifest.insert(manifest.path.clone(), (settings, limiter.clone()));
+                limiter
+            }
+        }
+    }
+}
 
 impl ToolLimiter {
     /// Limits from a manifest; `None` means unlimited.

@@ -8,7 +8,7 @@ use stockade_host_api::{LoadedComponent, Sandbox, ToolDescriptor, ToolGrant};
 
 use crate::audit::Audit;
 use crate::manifest::ToolManifest;
-use crate::policy::ToolLimiter;
+use crate::policy::{Limiters, ToolLimiter};
 use crate::secrets::{Backend, ToolSecrets};
 use stockade_host_api::secrets::SecretGrant;
 
@@ -20,8 +20,8 @@ pub struct ComponentEntry {
     pub loaded: LoadedComponent,
     /// What every call of it may touch.
     pub grant: ToolGrant,
-    /// Its rate and concurrency limits.
-    pub limiter: ToolLimiter,
+    /// Its rate and concurrency limits (shared across reloads).
+    pub limiter: Arc<ToolLimiter>,
 }
 
 /// One tool as served.
@@ -61,6 +61,7 @@ impl Registry {
         manifests: &[ToolManifest],
         secrets: Option<&Arc<Backend>>,
         audit: Option<&Arc<Audit>>,
+        limiters: &Limiters,
     ) -> (Self, Vec<LoadError>) {
         let mut registry = Self::default();
         let mut errors = Vec::new();
@@ -69,7 +70,7 @@ impl Registry {
                 manifest: manifest.path.clone(),
                 reason,
             };
-            match load_component(sandbox, manifest, secrets, audit).await {
+            match load_component(sandbox, manifest, secrets, audit, limiters).await {
                 Ok(tools) => {
                     if let Some(clash) = tools
                         .iter()
@@ -161,6 +162,7 @@ async fn load_component(
     manifest: &ToolManifest,
     backend: Option<&Arc<Backend>>,
     audit: Option<&Arc<Audit>>,
+    limiters: &Limiters,
 ) -> Result<Vec<RegisteredTool>, String> {
     let secrets = match (manifest.secrets.is_empty(), backend) {
         (true, _) => None,
@@ -208,11 +210,7 @@ async fn load_component(
         descriptors.retain(|d| expose.contains(&d.name));
     }
     let entry = Arc::new(ComponentEntry {
-        limiter: ToolLimiter::new(
-            manifest.rate,
-            manifest.concurrency,
-            manifest.caller_concurrency,
-        ),
+        limiter: limiters.for_manifest(manifest),
         manifest: manifest.clone(),
         loaded,
         grant,

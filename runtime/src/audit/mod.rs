@@ -55,6 +55,8 @@ pub enum EventKind {
     LockDrift,
     /// An operator changed a kill switch.
     Control,
+    /// The configuration was reloaded, or a reload was refused.
+    Reload,
 }
 
 /// An anomaly worth a record, a metric and a notification.

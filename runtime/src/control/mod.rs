@@ -97,6 +97,11 @@ pub enum Operation {
     RestoreClient(String),
     /// Refuse everything (`true`) or stop doing so.
     Lockdown(bool),
+    /// Re-read the config and manifests.
+    Reload,
+    /// Return to a kept configuration version (the one before the latest
+    /// when `None`), then reload.
+    Rollback(Option<u32>),
 }
 
 impl Operation {
@@ -116,6 +121,7 @@ impl Operation {
                 switches.revoked_clients.remove(client);
             }
             Self::Lockdown(on) => switches.lockdown = *on,
+            Self::Reload | Self::Rollback(_) => {}
         }
     }
 
@@ -128,6 +134,8 @@ impl Operation {
             Self::RestoreClient(_) => "restore-client",
             Self::Lockdown(true) => "lockdown-on",
             Self::Lockdown(false) => "lockdown-off",
+            Self::Reload => "reload",
+            Self::Rollback(_) => "rollback",
         }
     }
 
@@ -138,9 +146,26 @@ impl Operation {
             | Self::EnableTool(name)
             | Self::RevokeClient(name)
             | Self::RestoreClient(name) => Some(name),
-            Self::Lockdown(_) => None,
+            Self::Lockdown(_) | Self::Reload | Self::Rollback(_) => None,
         }
     }
+
+    /// Whether it changes the switches (rather than the configuration).
+    pub fn is_switch(&self) -> bool {
+        !matches!(self, Self::Reload | Self::Rollback(_))
+    }
+}
+
+/// What reloads the configuration; the server provides it (the control
+/// module itself knows nothing of configs and registries).
+pub trait Reloading: Send + Sync {
+    /// Reloads; says what is served now, or why the old configuration
+    /// still is.
+    fn reload<'a>(
+        &'a self,
+        by: &'a str,
+        reason: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
 }
 
 /// What a server is told of a change: the operation, who made it and why.
@@ -165,6 +190,8 @@ pub struct Control {
     /// Counts tool-list changes; MCP sessions watch it.
     list_version: tokio::sync::watch::Sender<u64>,
     audit: Arc<Audit>,
+    /// Set once the server can reload.
+    reloader: std::sync::OnceLock<Arc<dyn Reloading>>,
 }
 
 impl Control {
@@ -180,6 +207,7 @@ impl Control {
             running: RunningCalls::default(),
             list_version: tokio::sync::watch::channel(0).0,
             audit,
+            reloader: std::sync::OnceLock::new(),
         })
     }
 
@@ -278,20 +306,74 @@ impl Control {
             stopped,
             "kill switch changed"
         );
-        self.list_version.send_modify(|v| *v += 1);
+        self.announce();
         Ok(stopped)
+    }
+
+    /// Lets notices reload the configuration through `reloader`.
+    pub fn set_reloader(&self, reloader: Arc<dyn Reloading>) {
+        let _ = self.reloader.set(reloader);
+    }
+
+    /// Acts on `notice`: a switch change is re-read from the store, a
+    /// reload reloads. Returns the calls stopped and what was done.
+    pub async fn handle(&self, notice: &Notice) -> Result<(usize, String), String> {
+        if notice.operation.is_switch() {
+            let stopped = self.refresh(notice).map_err(|e| e.to_string())?;
+            return Ok((stopped, "applied".into()));
+        }
+        match (&notice.operation, self.reloader.get()) {
+            (Operation::Reload, Some(reloader)) => reloader
+                .reload(&notice.by, notice.reason.as_deref())
+                .await
+                .map(|done| (0, done)),
+            (Operation::Reload, None) => Err("this server cannot reload yet".into()),
+            _ => Err(format!(
+                "`{}` is done by `stockade admin`, not by a server",
+                notice.operation.name()
+            )),
+        }
+    }
+
+    /// Tells every session that the tool list may have changed.
+    pub fn announce(&self) {
+        self.list_version.send_modify(|v| *v += 1);
     }
 }
 
-/// Changes the switches in `dir` by `operation` (under the store's lock),
-/// then tells every server process listening there. Returns the switches
-/// now in force and each process's answer.
+/// Carries out `notice` in `dir`: a switch change is saved (under the
+/// store's lock); a rollback writes the kept version's files back and
+/// becomes a reload. Then every server process listening there is told.
+/// Returns the switches now in force and each process's answer.
 pub async fn change(
     dir: &Path,
     notice: &Notice,
 ) -> Result<(Switches, Vec<socket::Answer>), ControlError> {
     let store = SwitchStore::open(dir)?;
-    let switches = store.update(|s| notice.operation.apply(s))?;
-    let answers = socket::tell_all(dir, notice).await;
-    Ok((switches, answers))
+    let mut notice = notice.clone();
+    match notice.operation {
+        Operation::Reload => {}
+        Operation::Rollback(number) => {
+            let versions =
+                crate::versions::VersionStore::open(dir).map_err(|e| ControlError::Store {
+                    path: e.path.clone(),
+                    reason: e.reason.clone(),
+                })?;
+            let version = versions.restore(number).map_err(|e| ControlError::Store {
+                path: e.path,
+                reason: e.reason,
+            })?;
+            let why = format!("rollback to version {}", version.number);
+            notice.reason = Some(match notice.reason {
+                Some(reason) => format!("{why}: {reason}"),
+                None => why,
+            });
+            notice.operation = Operation::Reload;
+        }
+        _ => {
+            store.update(|s| notice.operation.apply(s))?;
+        }
+    }
+    let answers = socket::tell_all(dir, &notice).await;
+    Ok((store.load()?, answers))
 }

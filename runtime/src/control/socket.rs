@@ -20,8 +20,8 @@ use super::{Control, ControlError, Notice};
 /// Longest notice accepted, in bytes.
 const MAX_NOTICE: u64 = 64 * 1024;
 
-/// How long a process may take to answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a process may take to answer (a reload compiles components).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One process's answer to a notice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +35,9 @@ pub struct Answer {
     /// Running calls it stopped.
     #[serde(default)]
     pub stopped: usize,
+    /// What it did.
+    #[serde(default)]
+    pub done: Option<String>,
     /// Why it could not apply the change.
     #[serde(default)]
     pub error: Option<String>,
@@ -51,7 +54,8 @@ pub fn listen(control: Arc<Control>, stop: CancellationToken) -> Result<PathBuf,
         reason: err.to_string(),
     };
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(fail)?;
+    let (_dir, address) = addressable(&path).map_err(fail)?;
+    let listener = UnixListener::bind(&address).map_err(fail)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
     let owner = std::fs::metadata(control.dir()).map_err(fail)?.uid();
     let socket = path.clone();
@@ -87,6 +91,7 @@ async fn answer(stream: UnixStream, control: &Control, owner: u32) -> std::io::R
         socket: String::new(),
         pid: Some(std::process::id()),
         stopped: 0,
+        done: None,
         error: None,
     };
     if uid != owner && uid != 0 {
@@ -104,9 +109,12 @@ async fn answer(stream: UnixStream, control: &Control, owner: u32) -> std::io::R
         Err(err) => answer.error = Some(format!("not a control notice: {err}")),
         Ok(mut notice) => {
             notice.by = format!("{} (uid {uid})", notice.by);
-            match control.refresh(&notice) {
-                Ok(stopped) => answer.stopped = stopped,
-                Err(err) => answer.error = Some(err.to_string()),
+            match control.handle(&notice).await {
+                Ok((stopped, done)) => {
+                    answer.stopped = stopped;
+                    answer.done = Some(done);
+                }
+                Err(err) => answer.error = Some(err),
             }
         }
     }
@@ -137,7 +145,11 @@ pub async fn tell_all(dir: &Path, notice: &Notice) -> Vec<Answer> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let stream = match UnixStream::connect(&socket).await {
+        let connected = match addressable(&socket) {
+            Ok((_dir, address)) => UnixStream::connect(&address).await,
+            Err(err) => Err(err),
+        };
+        let stream = match connected {
             Ok(stream) => stream,
             Err(err)
                 if matches!(
@@ -179,11 +191,29 @@ pub async fn tell_all(dir: &Path, notice: &Notice) -> Vec<Answer> {
     answers
 }
 
+/// A socket address is at most 108 bytes: a longer `path` is reached
+/// through an open descriptor of its directory (`/proc/self/fd/N/NAME`),
+/// which must stay open while the address is used.
+fn addressable(path: &Path) -> std::io::Result<(Option<std::fs::File>, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    const ROOM: usize = 100;
+    if path.as_os_str().len() < ROOM {
+        return Ok((None, path.to_owned()));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok((None, path.to_owned()));
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    Ok((Some(dir), short))
+}
+
 fn failed(socket: String, error: String) -> Answer {
     Answer {
         socket,
         pid: None,
         stopped: 0,
+        done: None,
         error: Some(error),
     }
 }
