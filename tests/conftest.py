@@ -107,6 +107,7 @@ class Deployment:
         self.alerts: dict = {}
         self.lock: dict = {}
         self.control: dict = {}
+        self.approval: dict = {}
 
     def add_tool(self, name: str, component: str, *, sha: str | None = None, **tables) -> Path:
         """Writes `<name>.toml` for component `component` (a wasm stem).
@@ -149,6 +150,8 @@ class Deployment:
             tables["lock"] = self.lock
         if self.control:
             tables["control"] = self.control
+        if self.approval:
+            tables["approval"] = self.approval
         config.write_text(text + toml_tables(tables))
         return config
 

@@ -259,6 +259,7 @@ async fn control_change(
     let notice = crate::control::Notice {
         operation: request.operation,
         by: format!("admin key `{name}` from {peer}"),
+        who: name.clone(),
         reason: request.reason,
     };
     match crate::control::change(state.control.dir(), &notice).await {

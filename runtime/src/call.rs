@@ -6,20 +6,22 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use rmcp::ErrorData as McpError;
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ResourceContents};
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject, ResourceContents};
 use serde_json::Value;
 use stockade_host_api::{
     CallError, CallReport, CallerIdentity, ContentItem, ResourceBody, Sandbox, ToolOutput,
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::approval::{Asking, Subject, Verdict};
 use crate::audit::{Audit, AuditRecord, EventKind, RequestInfo};
+use crate::config::ServerSettings;
 use crate::control::Control;
 use crate::hygiene;
+use crate::idempotency::{Claim, IdempotencyStore};
 use crate::manifest::{OutputPolicy, Suspicious};
 use crate::policy::{self, CallerBudget, CallerSlots, Denial};
 use crate::registry::{RegisteredTool, Registry};
-use crate::units::Rate;
 
 /// Largest `arguments` object accepted, serialized, in bytes.
 pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
@@ -42,6 +44,8 @@ pub struct CallPath {
     audit: Arc<Audit>,
     /// The operator's switches, and the running calls they can stop.
     control: Arc<Control>,
+    /// Recorded results of destructive calls, by idempotency key.
+    idempotency: IdempotencyStore,
 }
 
 impl CallPath {
@@ -49,21 +53,21 @@ impl CallPath {
     pub fn new(
         sandbox: Arc<Sandbox>,
         registry: Arc<Registry>,
-        max_call_depth: u32,
-        budget: Option<Rate>,
-        caller_concurrency: Option<u32>,
+        server: &ServerSettings,
         audit: Arc<Audit>,
         control: Arc<Control>,
     ) -> Self {
         Self {
             sandbox,
             registry: ArcSwap::new(registry),
-            max_call_depth,
-            budget: budget.map(CallerBudget::new),
-            caller_slots: caller_concurrency
+            max_call_depth: server.max_call_depth,
+            budget: server.caller_budget.map(CallerBudget::new),
+            caller_slots: server
+                .caller_concurrency
                 .map(|n| CallerSlots::new(n, "server.caller_concurrency")),
             audit,
             control,
+            idempotency: IdempotencyStore::new(server.idempotency_window),
         }
     }
 
@@ -118,25 +122,23 @@ impl CallPath {
     pub async fn call(
         &self,
         caller: &CallerIdentity,
-        name: &str,
-        arguments: Option<JsonObject>,
+        call: CallRequest<'_>,
         cancel: &CancellationToken,
         request: &RequestInfo,
-    ) -> Result<CallToolResult, McpError> {
+    ) -> Result<CallToolResponse, McpError> {
         let correlation = new_correlation_id();
-        let result = self
-            .run(caller, name, arguments, cancel, request, &correlation)
-            .await;
+        let result = self.run(caller, call, cancel, request, &correlation).await;
         let mut meta = rmcp::model::MetaObject::default();
         meta.0.insert(
             CORRELATION_META_KEY.into(),
             Value::String(correlation.clone()),
         );
         match result {
-            Ok(mut result) => {
+            Ok(Step::Done(mut result)) => {
                 result.meta = Some(meta);
-                Ok(result)
+                Ok(result.into())
             }
+            Ok(Step::Ask(question)) => Ok(question.with_meta(meta).into()),
             Err(mut error) => {
                 error.data = Some(Value::Object(meta.0));
                 Err(error)
@@ -148,12 +150,12 @@ impl CallPath {
     async fn run(
         &self,
         caller: &CallerIdentity,
-        name: &str,
-        arguments: Option<JsonObject>,
+        call: CallRequest<'_>,
         cancel: &CancellationToken,
         request: &RequestInfo,
         correlation: &str,
-    ) -> Result<CallToolResult, McpError> {
+    ) -> Result<Step, McpError> {
+        let name = call.name;
         let deny = |class: &str, message: String| {
             let mut record =
                 AuditRecord::of_call(EventKind::CallDenied, correlation, caller, request);
@@ -178,49 +180,118 @@ impl CallPath {
             }
         };
         if let Some(denial) = self.control.refusal(caller, Some(name)) {
-            return Ok(error_result(deny(denial.class(), denial.to_string())));
+            return Ok(refused(deny(denial.class(), denial.to_string())));
         }
         if caller.call_depth >= self.max_call_depth {
             let message = format!(
                 "denied: call depth {} reaches server.max_call_depth ({}): a tool's request came back to Stockade too many times",
                 caller.call_depth, self.max_call_depth
             );
-            return Ok(error_result(deny("call_depth", message)));
+            return Ok(refused(deny("call_depth", message)));
         }
+        let arguments = Value::Object(call.arguments.unwrap_or_default());
+        let encoded = arguments.to_string();
+        if encoded.len() > MAX_ARGUMENT_BYTES {
+            let message = format!("invalid arguments: larger than {MAX_ARGUMENT_BYTES} bytes");
+            return Ok(refused(deny("invalid_arguments", message)));
+        }
+        if let Some(problem) = first_schema_error(tool, &arguments) {
+            return Ok(refused(deny("invalid_arguments", problem)));
+        }
+        let masked = self
+            .audit
+            .mask_arguments(&arguments, &tool.descriptor.input_schema);
+        if tool
+            .component
+            .manifest
+            .access
+            .approval
+            .applies(&tool.descriptor.hints)
+        {
+            let subject = Subject {
+                caller,
+                tool: name,
+                arguments: &arguments,
+                shown: &masked,
+            };
+            let verdict = self.control.approvals.decide(call.asking, &subject).await;
+            let mut record =
+                AuditRecord::of_call(EventKind::Approval, correlation, caller, request);
+            record.tool = Some(name);
+            match verdict {
+                Verdict::Ask(question) => {
+                    record.outcome = Some("succeeded");
+                    record.data =
+                        Some(serde_json::json!({"decision": "asked", "via": "input_required"}));
+                    record.arguments = Some(masked);
+                    self.audit.record_or_log(&record);
+                    return Ok(Step::Ask(question));
+                }
+                Verdict::Refused(reason) => {
+                    record.outcome = Some("denied");
+                    record.detail = Some(&reason);
+                    record.data = Some(serde_json::json!({"decision": "refused"}));
+                    self.audit.record_or_log(&record);
+                    return Ok(refused(deny("approval", reason.clone())));
+                }
+                Verdict::Approved { how } => {
+                    record.outcome = Some("succeeded");
+                    record.data = Some(serde_json::json!({"decision": "approved", "via": how}));
+                    if let Err(err) = self.audit.record(&record) {
+                        return Ok(refused(format!("{err}; the call was not run")));
+                    }
+                }
+            }
+        }
+        let keyed = match call.idempotency_key.as_deref() {
+            Some(key) if tool.descriptor.hints.destructive => {
+                match self
+                    .idempotency
+                    .claim(&policy::caller_key(caller), name, key, &encoded)
+                {
+                    Claim::Run(running) => Some(running),
+                    Claim::Refuse(reason) => return Ok(refused(deny("idempotency", reason))),
+                    Claim::Replay(result) => {
+                        let mut record = AuditRecord::of_call(
+                            EventKind::CallFinished,
+                            correlation,
+                            caller,
+                            request,
+                        );
+                        record.tool = Some(name);
+                        record.outcome = Some("succeeded");
+                        record.data = Some(serde_json::json!({ "idempotent_replay": key }));
+                        if let Err(err) = self.audit.record(&record) {
+                            return Ok(refused(format!("{err}; the recorded result is withheld")));
+                        }
+                        return Ok(Step::Done(result));
+                    }
+                }
+            }
+            _ => None,
+        };
         if let Some(budget) = &self.budget
             && let Err(denial) = budget.spend(caller)
         {
-            return Ok(error_result(deny(denial.class(), denial.to_string())));
+            return Ok(refused(deny(denial.class(), denial.to_string())));
         }
         let _caller_slot = match self.caller_slots.as_ref().map(|slots| slots.take(caller)) {
-            Some(Err(denial)) => return Ok(error_result(deny(denial.class(), denial.to_string()))),
+            Some(Err(denial)) => return Ok(refused(deny(denial.class(), denial.to_string()))),
             held => held,
         };
         let _admission = match tool.component.limiter.admit(name, caller) {
             Ok(admission) => admission,
-            Err(denial) => return Ok(error_result(deny(denial.class(), denial.to_string()))),
+            Err(denial) => return Ok(refused(deny(denial.class(), denial.to_string()))),
         };
-        let arguments = Value::Object(arguments.unwrap_or_default());
-        let encoded = arguments.to_string();
-        if encoded.len() > MAX_ARGUMENT_BYTES {
-            let message = format!("invalid arguments: larger than {MAX_ARGUMENT_BYTES} bytes");
-            return Ok(error_result(deny("invalid_arguments", message)));
-        }
-        if let Some(problem) = first_schema_error(tool, &arguments) {
-            return Ok(error_result(deny("invalid_arguments", problem)));
-        }
 
         let component = &tool.component;
         let mut started =
             AuditRecord::of_call(EventKind::CallStarted, correlation, caller, request);
         started.tool = Some(name);
         started.component = Some(&component.manifest.sha256);
-        started.arguments = Some(
-            self.audit
-                .mask_arguments(&arguments, &tool.descriptor.input_schema),
-        );
+        started.arguments = Some(masked);
         if let Err(err) = self.audit.record(&started) {
-            return Ok(error_result(format!("{err}; the call was not run")));
+            return Ok(refused(format!("{err}; the call was not run")));
         }
         let running = self.control.running.enter(name, &caller.client, cancel);
         let report = self
@@ -259,11 +330,14 @@ impl CallPath {
         record.flags = &response.flags;
         record.detail = response.detail.as_deref();
         if let Err(err) = self.audit.record(&record) {
-            return Ok(error_result(format!(
+            return Ok(refused(format!(
                 "{err}; the call ran, but its result is withheld because its record could not be written"
             )));
         }
-        Ok(response.result)
+        if let Some(keyed) = keyed {
+            keyed.finish(&response.result);
+        }
+        Ok(Step::Done(response.result))
     }
 }
 
@@ -274,7 +348,7 @@ fn outcome_of(class: &str) -> &'static str {
         "ok" => "succeeded",
         "limit" | "busy" | "budget" | "rate" | "concurrency" => "limited",
         "unknown_tool" | "call_depth" | "invalid_arguments" | "denied" | "lockdown"
-        | "client_revoked" | "tool_disabled" | "stopped" => "denied",
+        | "client_revoked" | "tool_disabled" | "stopped" | "approval" | "idempotency" => "denied",
         _ => "failed",
     }
 }
@@ -477,6 +551,31 @@ fn note(flags: &mut Vec<&'static str>, found: Vec<&'static str>) {
             flags.push(phrase);
         }
     }
+}
+
+/// One `tools/call` as the transport hands it over.
+pub struct CallRequest<'a> {
+    /// The tool's served name.
+    pub name: &'a str,
+    /// Its arguments.
+    pub arguments: Option<JsonObject>,
+    /// How a person can be asked, if the tool needs approval.
+    pub asking: Asking<'a>,
+    /// `_meta` `io.stockade/idempotency-key`, if given.
+    pub idempotency_key: Option<String>,
+}
+
+/// Where a call got to.
+enum Step {
+    /// It ended (ran, or was refused) with this result.
+    Done(CallToolResult),
+    /// It waits for a person: this goes back, the retry continues it.
+    Ask(rmcp::model::InputRequiredResult),
+}
+
+/// A refusal as the call's result.
+fn refused(message: String) -> Step {
+    Step::Done(error_result(message))
 }
 
 fn error_result(message: String) -> CallToolResult {

@@ -459,7 +459,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
     let admin_stop = CancellationToken::new();
     let _stop_admin = admin_stop.clone().drop_guard();
     let control = Arc::new(
-        crate::control::Control::open(&config.control, audit.clone())
+        crate::control::Control::open(&config.control, config.approval.clone(), audit.clone())
             .context("cannot read the kill switches; not serving")?,
     );
     let switches = control.switches();
@@ -499,9 +499,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
     let path = Arc::new(CallPath::new(
         sandbox.clone(),
         Arc::new(registry),
-        config.server.max_call_depth,
-        config.server.caller_budget,
-        config.server.caller_concurrency,
+        &config.server,
         audit.clone(),
         control.clone(),
     ));

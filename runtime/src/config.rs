@@ -68,6 +68,8 @@ pub struct StockadeConfig {
     pub lock: crate::lock::LockSettings,
     /// `[control]`.
     pub control: crate::control::ControlSettings,
+    /// `[approval]`.
+    pub approval: crate::approval::ApprovalSettings,
 }
 
 /// `[redaction]`: how injected credentials are scrubbed.
@@ -135,6 +137,13 @@ pub struct ServerSettings {
     /// reaches this is refused.
     #[serde(default = "default_max_call_depth")]
     pub max_call_depth: u32,
+    /// `idempotency_window` as written, e.g. `"24h"`.
+    #[serde(default, rename = "idempotency_window")]
+    idempotency_window_text: Option<String>,
+    /// How long a destructive call's result is kept for repeats of its
+    /// idempotency key.
+    #[serde(skip, default = "default_idempotency_window")]
+    pub idempotency_window: std::time::Duration,
     /// `caller_budget` as written, e.g. `"5000/day"`.
     #[serde(default, rename = "caller_budget")]
     caller_budget_text: Option<String>,
@@ -235,6 +244,10 @@ fn default_shutdown_grace() -> std::time::Duration {
     std::time::Duration::from_secs(10)
 }
 
+fn default_idempotency_window() -> std::time::Duration {
+    std::time::Duration::from_secs(24 * 3600)
+}
+
 fn default_queue_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(5)
 }
@@ -249,6 +262,8 @@ impl Default for ServerSettings {
             max_call_depth: default_max_call_depth(),
             caller_budget_text: None,
             caller_budget: None,
+            idempotency_window_text: None,
+            idempotency_window: default_idempotency_window(),
             caller_concurrency: None,
             queue_timeout_text: None,
             queue_timeout: default_queue_timeout(),
@@ -283,6 +298,8 @@ struct RawConfig {
     lock: crate::lock::RawLock,
     #[serde(default)]
     control: crate::control::RawControl,
+    #[serde(default)]
+    approval: crate::approval::RawApproval,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -397,6 +414,18 @@ impl StockadeConfig {
                     )
                 })?,
         };
+        server.idempotency_window = match &server.idempotency_window_text {
+            None => default_idempotency_window(),
+            Some(text) => parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(7 * 24 * 3600))
+                .ok_or_else(|| {
+                    invalid(
+                        "server.idempotency_window",
+                        "a duration from 1s to 7d, such as \"24h\"",
+                    )
+                })?,
+        };
         server.caller_budget = match &server.caller_budget_text {
             None => None,
             Some(text) => Some(
@@ -450,7 +479,9 @@ impl StockadeConfig {
         let alerts = raw.alerts.check(&invalid)?;
         let lock = raw.lock.check(base, &invalid)?;
         let control = raw.control.check(base);
+        let approval = raw.approval.check(&invalid)?;
         let config = Self {
+            approval,
             control,
             lock,
             audit,

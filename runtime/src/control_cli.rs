@@ -72,6 +72,18 @@ pub enum AdminCommand {
     },
     /// List the kept configuration versions.
     Versions,
+    /// Let a call waiting for out-of-band approval run (not by its caller).
+    Approve {
+        /// The approval id (in the audit and the server's log).
+        id: String,
+    },
+    /// Refuse a call waiting for out-of-band approval.
+    Deny {
+        /// The approval id.
+        id: String,
+    },
+    /// List the calls waiting for out-of-band approval.
+    Waiting,
 }
 
 /// `on` or `off`.
@@ -95,6 +107,9 @@ pub async fn run(target: Target, command: AdminCommand) -> anyhow::Result<ExitCo
         AdminCommand::Versions => return versions(&target),
         AdminCommand::Reload => Operation::Reload,
         AdminCommand::Rollback { version } => Operation::Rollback(version),
+        AdminCommand::Approve { id } => Operation::Approve(id),
+        AdminCommand::Deny { id } => Operation::Deny(id),
+        AdminCommand::Waiting => Operation::Waiting,
     };
     if let Some(url) = &target.url {
         let key = read_key(target.key_file.as_deref())?;
@@ -107,9 +122,11 @@ pub async fn run(target: Target, command: AdminCommand) -> anyhow::Result<ExitCo
         return Ok(report(&operation, &switches, &answers));
     }
     let dir = control_dir(&target)?;
+    let user = local_user();
     let notice = Notice {
         operation: operation.clone(),
-        by: format!("local user {}", local_user()),
+        by: format!("local user {user}"),
+        who: user,
         reason: target.reason.clone(),
     };
     let (switches, answers) = crate::control::change(&dir, &notice).await?;
@@ -126,6 +143,7 @@ fn report(operation: &Operation, switches: &Switches, answers: &[Answer]) -> Exi
     match operation {
         Operation::Reload => println!("reload: sent"),
         Operation::Rollback(_) => println!("rollback: files restored, reload sent"),
+        Operation::Approve(_) | Operation::Deny(_) | Operation::Waiting => {}
         _ => println!("{}{target}: saved", operation.name()),
     }
     if answers.is_empty() {
@@ -133,9 +151,14 @@ fn report(operation: &Operation, switches: &Switches, answers: &[Answer]) -> Exi
             "no server is running on this control directory; the change applies when one starts"
         );
     }
+    // A waiting call lives in one process: the others' "no such call" is
+    // no failure, as long as one process answered it.
+    let answered_once = matches!(operation, Operation::Approve(_) | Operation::Deny(_))
+        && answers.iter().any(|a| a.error.is_none());
     let mut failed = false;
     for answer in answers {
         match &answer.error {
+            Some(_) if answered_once => {}
             None if operation.is_switch() => println!(
                 "server pid {}: applied, {} running call(s) stopped",
                 answer.pid.map_or("?".into(), |p| p.to_string()),
@@ -152,7 +175,9 @@ fn report(operation: &Operation, switches: &Switches, answers: &[Answer]) -> Exi
             }
         }
     }
-    print_switches(switches);
+    if operation.is_switch() {
+        print_switches(switches);
+    }
     if failed {
         ExitCode::FAILURE
     } else {

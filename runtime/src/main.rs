@@ -2,6 +2,7 @@
 
 mod admin;
 mod alerts;
+mod approval;
 mod audit;
 mod audit_cli;
 mod auth;
@@ -12,6 +13,7 @@ mod control;
 mod control_cli;
 mod http;
 mod hygiene;
+mod idempotency;
 mod lint;
 mod lock;
 mod logging;

@@ -131,6 +131,9 @@ pub struct Access {
     /// Caller must hold every one of these scopes.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// When a call waits for a person's approval.
+    #[serde(default)]
+    pub approval: crate::approval::ApprovalMode,
 }
 
 #[derive(Deserialize)]

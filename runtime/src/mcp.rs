@@ -13,8 +13,9 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use stockade_host_api::CallerIdentity;
 use tracing::Instrument as _;
 
+use crate::approval::Asking;
 use crate::audit::RequestInfo;
-use crate::call::CallPath;
+use crate::call::{CallPath, CallRequest};
 use crate::registry::RegisteredTool;
 
 /// How often an idle legacy session's notifier checks that its client is
@@ -209,11 +210,39 @@ impl ServerHandler for McpServer {
         // Every log line of the call names its caller.
         let span =
             tracing::info_span!("call", client = %caller.client, user = caller.user.as_deref());
+        // A person can be asked only through what the client declared:
+        // 2026 requests carry their own capabilities and answer in a retry;
+        // legacy sessions are asked by a server-to-client request.
+        let declared = context
+            .client_capabilities()
+            .is_some_and(|c| c.elicitation.is_some());
+        let asking = match (declared, context.meta.protocol_version().is_some()) {
+            (false, _) => Asking::Cannot,
+            (true, true) => Asking::Retry {
+                state: request.request_state.as_deref(),
+                responses: request.input_responses.as_ref(),
+            },
+            (true, false) => Asking::Peer(&context.peer),
+        };
+        let idempotency_key = request
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.0.0.get(crate::idempotency::META_KEY))
+            .or_else(|| context.meta.0.0.get(crate::idempotency::META_KEY))
+            .map(|key| match key {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            });
+        let call = CallRequest {
+            name: &request.name,
+            arguments: request.arguments.clone(),
+            asking,
+            idempotency_key,
+        };
         // rmcp cancels `context.ct` on the client's notifications/cancelled.
         self.path
-            .call(caller, &request.name, request.arguments, &context.ct, &info)
+            .call(caller, call, &context.ct, &info)
             .instrument(span)
             .await
-            .map(Into::into)
     }
 }

@@ -57,6 +57,8 @@ pub enum EventKind {
     Control,
     /// The configuration was reloaded, or a reload was refused.
     Reload,
+    /// A call's approval was asked for, given or refused.
+    Approval,
 }
 
 /// An anomaly worth a record, a metric and a notification.

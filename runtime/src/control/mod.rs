@@ -99,9 +99,15 @@ pub enum Operation {
     Lockdown(bool),
     /// Re-read the config and manifests.
     Reload,
-    /// Return to a kept configuration version (the one before the latest
-    /// when `None`), then reload.
+    /// Return to a kept configuration version (the one served before the
+    /// current one when `None`), then reload.
     Rollback(Option<u32>),
+    /// Let a call waiting for out-of-band approval run.
+    Approve(String),
+    /// Refuse a call waiting for out-of-band approval.
+    Deny(String),
+    /// List the calls waiting for out-of-band approval.
+    Waiting,
 }
 
 impl Operation {
@@ -121,7 +127,8 @@ impl Operation {
                 switches.revoked_clients.remove(client);
             }
             Self::Lockdown(on) => switches.lockdown = *on,
-            Self::Reload | Self::Rollback(_) => {}
+            Self::Reload | Self::Rollback(_) | Self::Approve(_) | Self::Deny(_) | Self::Waiting => {
+            }
         }
     }
 
@@ -136,6 +143,9 @@ impl Operation {
             Self::Lockdown(false) => "lockdown-off",
             Self::Reload => "reload",
             Self::Rollback(_) => "rollback",
+            Self::Approve(_) => "approve",
+            Self::Deny(_) => "deny",
+            Self::Waiting => "waiting",
         }
     }
 
@@ -145,14 +155,24 @@ impl Operation {
             Self::DisableTool(name)
             | Self::EnableTool(name)
             | Self::RevokeClient(name)
-            | Self::RestoreClient(name) => Some(name),
-            Self::Lockdown(_) | Self::Reload | Self::Rollback(_) => None,
+            | Self::RestoreClient(name)
+            | Self::Approve(name)
+            | Self::Deny(name) => Some(name),
+            Self::Lockdown(_) | Self::Reload | Self::Rollback(_) | Self::Waiting => None,
         }
     }
 
-    /// Whether it changes the switches (rather than the configuration).
+    /// Whether it changes the switches (rather than the configuration or
+    /// a waiting call).
     pub fn is_switch(&self) -> bool {
-        !matches!(self, Self::Reload | Self::Rollback(_))
+        matches!(
+            self,
+            Self::DisableTool(_)
+                | Self::EnableTool(_)
+                | Self::RevokeClient(_)
+                | Self::RestoreClient(_)
+                | Self::Lockdown(_)
+        )
     }
 }
 
@@ -176,6 +196,10 @@ pub struct Notice {
     pub operation: Operation,
     /// Who made it, as the channel it came through knows them.
     pub by: String,
+    /// The bare identity behind `by` (a user or key name), which may not
+    /// approve its own calls.
+    #[serde(default)]
+    pub who: String,
     /// The operator's reason, if given.
     #[serde(default)]
     pub reason: Option<String>,
@@ -192,15 +216,26 @@ pub struct Control {
     audit: Arc<Audit>,
     /// Set once the server can reload.
     reloader: std::sync::OnceLock<Arc<dyn Reloading>>,
+    /// Calls waiting for a person, and the sealing of 2026 approvals.
+    pub approvals: crate::approval::Approvals,
 }
 
 impl Control {
     /// Opens the control directory and reads the switches as they were
     /// left (a file that cannot be read stops the server: it might hold a
     /// kill switch).
-    pub fn open(settings: &ControlSettings, audit: Arc<Audit>) -> Result<Self, ControlError> {
+    pub fn open(
+        settings: &ControlSettings,
+        approval: crate::approval::ApprovalSettings,
+        audit: Arc<Audit>,
+    ) -> Result<Self, ControlError> {
         let store = SwitchStore::open(&settings.dir)?;
         let switches = store.load()?;
+        let approvals =
+            crate::approval::Approvals::new(approval).map_err(|reason| ControlError::Store {
+                path: settings.dir.display().to_string(),
+                reason,
+            })?;
         Ok(Self {
             store,
             switches: RwLock::new(Arc::new(switches)),
@@ -208,6 +243,7 @@ impl Control {
             list_version: tokio::sync::watch::channel(0).0,
             audit,
             reloader: std::sync::OnceLock::new(),
+            approvals,
         })
     }
 
@@ -328,11 +364,42 @@ impl Control {
                 .await
                 .map(|done| (0, done)),
             (Operation::Reload, None) => Err("this server cannot reload yet".into()),
+            (Operation::Approve(id), _) => self.answer(id, true, notice),
+            (Operation::Deny(id), _) => self.answer(id, false, notice),
+            (Operation::Waiting, _) => {
+                let waiting = self.approvals.waiting();
+                Ok((
+                    0,
+                    if waiting.is_empty() {
+                        "no call waits for approval".into()
+                    } else {
+                        waiting.join("; ")
+                    },
+                ))
+            }
             _ => Err(format!(
                 "`{}` is done by `stockade admin`, not by a server",
                 notice.operation.name()
             )),
         }
+    }
+
+    /// Answers a call waiting for approval, and audits the answer.
+    fn answer(&self, id: &str, approve: bool, notice: &Notice) -> Result<(usize, String), String> {
+        let done = self
+            .approvals
+            .answer(id, approve, &notice.who, &notice.by)?;
+        let mut record = AuditRecord::new(EventKind::Approval);
+        record.outcome = Some(if approve { "succeeded" } else { "denied" });
+        record.detail = Some(&done);
+        record.data = Some(serde_json::json!({
+            "decision": if approve { "approved" } else { "denied" },
+            "via": "out_of_band",
+            "approval": id,
+            "by": notice.by,
+        }));
+        self.audit.record_or_log(&record);
+        Ok((0, done))
     }
 
     /// Tells every session that the tool list may have changed.
@@ -352,7 +419,7 @@ pub async fn change(
     let store = SwitchStore::open(dir)?;
     let mut notice = notice.clone();
     match notice.operation {
-        Operation::Reload => {}
+        Operation::Reload | Operation::Approve(_) | Operation::Deny(_) | Operation::Waiting => {}
         Operation::Rollback(number) => {
             let versions =
                 crate::versions::VersionStore::open(dir).map_err(|e| ControlError::Store {

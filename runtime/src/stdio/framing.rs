@@ -50,7 +50,7 @@ pub enum Verdict {
     Forward(Box<ClientJsonRpcMessage>),
     /// An error response to write back (already a whole JSON-RPC message).
     Answer(Value),
-    /// Input that is not a request (a stray response, a malformed
+    /// Input that is not a request (a malformed response or
     /// notification): logged and dropped, never answered.
     Ignore(String),
 }
@@ -98,8 +98,10 @@ pub fn judge(line: &[u8], max_depth: usize) -> Verdict {
         Ok(JsonRpcMessage::Notification(n)) => {
             Verdict::Forward(Box::new(JsonRpcMessage::Notification(n)))
         }
-        Ok(JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_)) => {
-            Verdict::Ignore("a response to a request the server never made".into())
+        // Answers to the server's own requests (elicitation); rmcp matches
+        // them to what it asked and drops any it never asked for.
+        Ok(message @ (JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_))) => {
+            Verdict::Forward(Box::new(message))
         }
         Err(err) => judge_value(text, &err),
     }
@@ -420,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn stray_responses_and_malformed_notifications_are_ignored() {
+    fn responses_go_to_rmcp_and_malformed_notifications_are_ignored() {
         for line in [
             r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
             r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#,
@@ -436,7 +438,7 @@ mod tests {
         }
         assert!(matches!(
             judge(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, 64),
-            Verdict::Ignore(_)
+            Verdict::Forward(_)
         ));
     }
 

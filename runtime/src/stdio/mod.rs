@@ -215,6 +215,9 @@ impl Reader {
                 }
                 Some(message)
             }
+            // An answer to the server's own request (elicitation); rmcp
+            // drops answers to requests it never made.
+            JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_) if self.started => Some(message),
             _ => None,
         }
     }
