@@ -178,8 +178,11 @@ async def test_the_admin_listener_needs_an_admin_key(deployment, tmp_path):
         )
         assert enabled.returncode == 0, enabled.stdout + enabled.stderr
         assert not (await client.call_tool("stats", {"text": "a b"})).is_error
-    by = [r["data"]["by"] for r in records(audit) if r["event"] == "control"]
+    found = records(audit)
+    by = [r["data"]["by"] for r in found if r["event"] == "control"]
     assert by[0].startswith("admin key `oncall` from 127.0.0.1:")
+    refused = [r["error_class"] for r in found if r["event"] == "auth_failed"]
+    assert refused == ["no_credentials", "invalid_token"]
     # No keys configured: control over HTTP is off.
     deployment.admin = {"listen": f"127.0.0.1:{free_port()}"}
     async with deployment.client():

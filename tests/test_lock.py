@@ -89,6 +89,7 @@ async def test_each_kind_of_drift_is_refused_naming_it(examples_deployment, tmp_
         examples_deployment.add_tool(name, component, **tables)
 
     replace("fetch", "fetch", egress={"allow": ["https://example.com"]})
+    replace("text-kit", "text_kit", output={"clean": False})
     replace("cpu", "hostile_resource_memory", tool={"expose": ["ok"]})
     examples_deployment.add_tool("poisoned", "hostile_poisoned", tool={"expose": ["send_email"]})
     result = examples_deployment.check()
@@ -103,6 +104,7 @@ async def test_each_kind_of_drift_is_refused_naming_it(examples_deployment, tmp_
     assert "hints changed (destructive)" in drift["stats"]
     assert "component digest changed" in drift["ok"]
     assert "grants changed (egress)" in drift["fetch"]
+    assert "grants changed (output)" in drift["transform"]
     assert "a new tool the lock does not name" in drift["send_email"]
     assert "read_file" not in drift
 

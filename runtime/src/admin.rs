@@ -103,6 +103,8 @@ pub struct AdminState {
     pub control: Arc<crate::control::Control>,
     /// Operators' keys for `/control`.
     pub keys: Vec<(String, [u8; 32])>,
+    /// Audit records of refused admin keys, bounded per peer.
+    pub failures: crate::http::failures::FailureRecords,
 }
 
 impl AdminState {
@@ -188,36 +190,50 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 /// to refuse it with.
 fn operator(
     state: &AdminState,
+    peer: SocketAddr,
     headers: &axum::http::HeaderMap,
 ) -> Result<String, (StatusCode, &'static str)> {
+    use crate::auth::AuthFailure;
     if state.keys.is_empty() {
         return Err((
             StatusCode::FORBIDDEN,
             "control over HTTP is off: no [[admin.keys]] configured",
         ));
     }
+    let refuse = |failure: AuthFailure, message: &'static str| {
+        state.failures.record(&state.audit, Some(peer), &failure);
+        (StatusCode::UNAUTHORIZED, message)
+    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or((
-            StatusCode::UNAUTHORIZED,
-            "an admin key is required (Authorization: Bearer KEY)",
-        ))?;
+        .ok_or_else(|| {
+            refuse(
+                AuthFailure::Missing,
+                "an admin key is required (Authorization: Bearer KEY)",
+            )
+        })?;
     let digest = crate::auth::apikey::digest(presented.trim());
     state
         .keys
         .iter()
         .find(|(_, known)| *known == digest)
         .map(|(name, _)| name.clone())
-        .ok_or((StatusCode::UNAUTHORIZED, "unknown admin key"))
+        .ok_or_else(|| {
+            refuse(
+                AuthFailure::Invalid("unknown admin key on the admin listener".into()),
+                "unknown admin key",
+            )
+        })
 }
 
 async fn control_state(
     State(state): State<Arc<AdminState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Err((status, message)) = operator(&state, &headers) {
+    if let Err((status, message)) = operator(&state, peer, &headers) {
         return json_error(status, message);
     }
     let body = serde_json::json!({ "switches": &*state.control.switches() });
@@ -243,7 +259,7 @@ async fn control_change(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let name = match operator(&state, &headers) {
+    let name = match operator(&state, peer, &headers) {
         Ok(name) => name,
         Err((status, message)) => return json_error(status, message),
     };

@@ -483,6 +483,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
             tools: registry.len(),
             control: control.clone(),
             keys: config.admin.keys.clone(),
+            failures: Default::default(),
         });
         crate::admin::serve(addr, state, admin_stop.clone()).await?;
     }

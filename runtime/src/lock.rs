@@ -124,7 +124,8 @@ pub struct LockedTool {
     pub hints: BTreeMap<String, bool>,
     /// SHA-256 of the component.
     pub component_sha256: String,
-    /// The manifest's `fs`, `egress`, `secrets` and `access` as written.
+    /// The manifest's `fs`, `egress`, `secrets`, `access`, `output` and
+    /// `lint` tables as written.
     pub grants: Value,
 }
 
@@ -194,11 +195,11 @@ impl LockedTool {
             ));
         }
         if self.grants != live.grants {
-            let tables: std::collections::BTreeSet<&str> = ["fs", "egress", "secrets", "access"]
-                .into_iter()
+            let tables: Vec<&str> = crate::manifest::GRANT_TABLES
+                .iter()
+                .copied()
                 .filter(|table| self.grants.get(table) != live.grants.get(table))
                 .collect();
-            let tables: Vec<&str> = tables.into_iter().collect();
             changes.push(format!("grants changed ({})", tables.join(", ")));
         }
         changes

@@ -50,14 +50,15 @@ pub struct ToolManifest {
     /// Description-lint findings accepted for this component's tools,
     /// each exactly as the lint states it.
     pub acknowledged: Vec<String>,
-    /// The grants as written (`fs`, `egress`, `secrets`, `access`), which
-    /// the tool lock records.
+    /// The grants as written (see [`GRANT_TABLES`]), which the tool lock
+    /// records.
     pub grants: serde_json::Value,
 }
 
-/// The manifest tables the tool lock records: what a tool may touch and
-/// who may call it.
-const GRANT_TABLES: &[&str] = &["fs", "egress", "secrets", "access"];
+/// The manifest tables the tool lock records: what a tool may touch, who
+/// may call it, how its results are cleaned and which lint findings are
+/// accepted (each can widen what a tool does or what the model reads).
+pub const GRANT_TABLES: &[&str] = &["fs", "egress", "secrets", "access", "output", "lint"];
 
 /// `[lint]`: description-lint findings the manifest accepts.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -6,7 +6,7 @@
 //! Unauthenticated, a client can reach the health checks and the
 //! protected-resource metadata, none of which names a tool.
 
-mod failures;
+pub mod failures;
 mod guard;
 pub mod sessions;
 pub mod settings;
