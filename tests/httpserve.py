@@ -130,13 +130,14 @@ class HttpStockade:
 
 
 @asynccontextmanager
-async def mcp_client(url: str, token: str | None, mode: str = "legacy", verify=True, cert=None):
-    """The Python MCP client over Streamable HTTP with a bearer token."""
+async def mcp_client(url: str, token: str | None, mode: str = "legacy", verify=True, cert=None, **client_args):
+    """The Python MCP client over Streamable HTTP with a bearer token
+    (`client_args` go to `Client`, e.g. an elicitation callback)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = create_mcp_http_client(headers=headers)
     if verify is not True or cert is not None:
         http = httpx2.AsyncClient(headers=headers, verify=verify, cert=cert, timeout=httpx2.Timeout(30, read=300))
-    async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:
+    async with Client(streamable_http_client(url, http_client=http), mode=mode, **client_args) as c:
         yield c
 
 

@@ -13,6 +13,7 @@ import pytest
 from mcp import types
 
 from conftest import run_admin, text_of
+from httpserve import HttpStockade, api_key, mcp_client
 
 ERAS = ["legacy", "2026-07-28"]
 WRITE = {"path": "/work/out.txt", "content": "hello"}
@@ -208,3 +209,21 @@ async def test_an_idempotency_key_runs_a_destructive_call_once(deployment, tmp_p
         fresh = await client.call_tool("write_file", WRITE, meta={"io.stockade/idempotency-key": "order-8"})
         assert not fresh.is_error
     assert (work / "out.txt").read_text() == "hello"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("era", ERAS)
+async def test_approval_over_http(deployment, tmp_path, era):
+    work = deploy(deployment, tmp_path)
+    key, entry = api_key("desk", user="ann")
+    deployment.auth = {"api_keys": [entry]}
+    with HttpStockade(deployment) as server:
+        asked = []
+        async with mcp_client(server.url, key, era, elicitation_callback=answering("accept", asked=asked)) as client:
+            result = await client.call_tool("write_file", WRITE)
+            assert not result.is_error, text_of(result)
+        async with mcp_client(server.url, key, era, elicitation_callback=answering("decline")) as client:
+            result = await client.call_tool("write_file", {**WRITE, "content": "no"})
+            assert result.is_error and "declined" in text_of(result)
+    assert (work / "out.txt").read_text() == "hello"
+    assert len(asked) == 1 and "client `desk` (user `ann`)" in asked[0]
