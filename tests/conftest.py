@@ -19,6 +19,7 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -211,6 +212,20 @@ def run_admin(deployment: "Deployment", *args: str, user: int | None = None) -> 
     if user is not None:
         command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+async def call_while(client, name: str, arguments: dict, meanwhile):
+    """Calls the tool `name` in the background, awaits `meanwhile()` while
+    the call runs (or waits), and returns the call's result."""
+    outcome = {}
+
+    async def call():
+        outcome["result"] = await client.call_tool(name, arguments)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(call)
+        await meanwhile()
+    return outcome["result"]
 
 
 def text_of(result) -> str:

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcp import types
 
-from conftest import run_admin, text_of
+from conftest import call_while, run_admin, text_of
 from httpserve import HttpStockade, api_key, mcp_client
 
 ERAS = ["legacy", "2026-07-28"]
@@ -146,13 +146,8 @@ async def call_waiting_for_approval(deployment, answer):
     """Calls write_file in the background, finds its approval id with
     `stockade admin waiting`, runs `answer(id)`; returns the call's result."""
     async with deployment.client() as client:
-        outcome = {}
 
-        async def call():
-            outcome["result"] = await client.call_tool("write_file", WRITE)
-
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(call)
+        async def find_and_answer():
             waiting = ""
             with anyio.fail_after(20):
                 while "called by" not in waiting:
@@ -160,7 +155,8 @@ async def call_waiting_for_approval(deployment, answer):
                     waiting = (await anyio.to_thread.run_sync(lambda: run_admin(deployment, "waiting"))).stdout
             approval_id = waiting.split("server pid")[1].split(": ")[1]
             await anyio.to_thread.run_sync(lambda: answer(approval_id))
-        return outcome["result"]
+
+        return await call_while(client, "write_file", WRITE, find_and_answer)
 
 
 @pytest.mark.anyio

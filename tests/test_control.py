@@ -5,18 +5,21 @@ persisted across restarts, audited with who did it, clients told the
 tool list changed; nothing of it reachable through MCP."""
 
 import json
-import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from datetime import datetime
+from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import BINARY, run_admin, text_of
-from httpserve import HttpStockade, api_key, free_port
+from conftest import BINARY, call_while, run_admin, text_of
+from httpserve import api_key, free_port
 
 SPIN = {"limits": {"timeout": "60s", "fuel": 1_000_000_000_000}}
 
@@ -48,20 +51,18 @@ async def test_disable_stops_a_running_endless_call_and_outlives_a_restart(deplo
     deployment.audit = {"dir": str(audit)}
     deployment.add_tool("cpu", "hostile_resource_cpu", **SPIN)
     async with deployment.client() as client:
-        outcome = {}
+        done = None
 
-        async def spin():
-            outcome["result"] = await client.call_tool("spin", {})
-
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(spin)
+        async def disable():
+            nonlocal done
             await wait_for_record(audit, lambda r: r["event"] == "call_started" and r["tool"] == "spin")
             done = await anyio.to_thread.run_sync(
                 lambda: run_admin(deployment, "--reason", "incident 42", "disable-tool", "spin")
             )
+
+        stopped = await call_while(client, "spin", {}, disable)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "1 running call(s) stopped" in done.stdout
-        stopped = outcome["result"]
         assert stopped.is_error
         assert "stopped while running: refused: tool `spin` was disabled by an operator" in text_of(stopped)
         # Refused from now on, hidden from the list; the rest serves.
@@ -192,15 +193,42 @@ async def test_the_admin_listener_needs_an_admin_key(deployment, tmp_path):
             assert off.status_code == 403 and "no [[admin.keys]]" in off.text
 
 
-def test_only_the_owner_may_switch(deployment):
+@pytest.mark.anyio
+async def test_only_the_owner_may_switch(deployment):
+    # A control directory whose parent anyone may enter, so that only the
+    # directory's own mode and the socket's stand in the way.
+    parent = Path(tempfile.mkdtemp(prefix="stockade-control-"))
+    parent.chmod(0o755)
+    control = parent / "control"
+    deployment.control = {"dir": str(control)}
     deployment.add_tool("text-kit", "text_kit")
-    assert run_admin(deployment, "status").returncode == 0  # creates the directory
-    control = deployment.dir / ".stockade" / "control"
-    assert control.stat().st_mode & 0o777 == 0o700
-    refused = run_admin(deployment, "disable-tool", "stats", user=65534)
-    assert refused.returncode != 0
-    assert "Permission denied" in refused.stderr or "permission denied" in refused.stderr.lower()
-    assert "disabled tools: none" in run_admin(deployment, "status").stdout
+    try:
+        async with deployment.client() as client:
+            assert control.stat().st_mode & 0o777 == 0o700
+            [socket_path] = control.glob("serve-*.sock")
+            assert socket_path.stat().st_mode & 0o777 == 0o600
+            nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            refused = subprocess.run(
+                [*nobody, str(BINARY), "admin", "--dir", str(control), "disable-tool", "stats"],
+                capture_output=True, text=True, timeout=60,
+            )
+            assert refused.returncode != 0
+            assert str(control) in refused.stderr and "Permission denied" in refused.stderr
+            # Straight at the socket: the kernel refuses the connection.
+            connect = (
+                "import socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX)\n"
+                "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    print('refused')\n"
+            )
+            direct = subprocess.run(
+                [*nobody, sys.executable, "-c", connect, str(socket_path)],
+                capture_output=True, text=True, timeout=60,
+            )
+            assert direct.stdout.strip() == "refused", direct.stdout + direct.stderr
+            assert "stats" in {t.name for t in (await client.list_tools()).tools}
+        assert "disabled tools: none" in run_admin(deployment, "status").stdout
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.mark.anyio
