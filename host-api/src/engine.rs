@@ -89,6 +89,21 @@ pub struct LoadedComponent {
     pub(crate) log_rate: LogRate,
 }
 
+impl LoadedComponent {
+    /// The same compiled component for another manifest that pins the
+    /// same file: code and pre-instantiation shared, its slot share and
+    /// log rate its own.
+    pub fn for_another_manifest(&self, sandbox: &Sandbox) -> Self {
+        Self {
+            contract: self.contract.clone(),
+            digest: self.digest.clone(),
+            from_cache: self.from_cache,
+            share: Arc::new(Semaphore::new(sandbox.tool_share as usize)),
+            log_rate: LogRate::default(),
+        }
+    }
+}
+
 impl Sandbox {
     /// Builds the engine and linker.
     pub fn new(settings: &SandboxSettings) -> Result<Self, SandboxError> {

@@ -1,10 +1,11 @@
 //! The served tools: every manifest's component loaded, described,
 //! filtered by `expose`, checked, and kept in a deterministic order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use stockade_host_api::{LoadedComponent, Sandbox, ToolDescriptor, ToolGrant};
+use stockade_host_api::{CallLimits, LoadedComponent, Sandbox, ToolDescriptor, ToolGrant};
 
 use crate::audit::Audit;
 use crate::manifest::ToolManifest;
@@ -65,12 +66,19 @@ impl Registry {
     ) -> (Self, Vec<LoadError>) {
         let mut registry = Self::default();
         let mut errors = Vec::new();
+        let mut loaded = Loaded::default();
         for manifest in manifests {
             let fail = |reason: String| LoadError {
                 manifest: manifest.path.clone(),
                 reason,
             };
-            match load_component(sandbox, manifest, secrets, audit, limiters).await {
+            let sources = Sources {
+                sandbox,
+                secrets,
+                audit,
+                limiters,
+            };
+            match load_component(&sources, manifest, &mut loaded).await {
                 Ok(tools) => {
                     if let Some(clash) = tools
                         .iter()
@@ -104,15 +112,11 @@ impl Registry {
     /// manifest does not acknowledge, and says why in `errors`.
     fn refuse_poisoned(&mut self, errors: &mut Vec<LoadError>) {
         let names: Vec<String> = self.tools.keys().cloned().collect();
+        let served = crate::lint::ServedNames::new(names.clone());
         for name in &names {
             let tool = &self.tools[name];
-            let others: Vec<&str> = names
-                .iter()
-                .filter(|other| *other != name)
-                .map(String::as_str)
-                .collect();
             let manifest = &tool.component.manifest;
-            let unacknowledged: Vec<String> = crate::lint::lint(&tool.descriptor, &others)
+            let unacknowledged: Vec<String> = crate::lint::lint(&tool.descriptor, &served)
                 .iter()
                 .map(crate::lint::Finding::key)
                 .filter(|key| !manifest.acknowledged.contains(key))
@@ -157,13 +161,78 @@ impl Registry {
     }
 }
 
+/// What loading one manifest draws on.
+struct Sources<'a> {
+    sandbox: &'a Sandbox,
+    secrets: Option<&'a Arc<Backend>>,
+    audit: Option<&'a Arc<Audit>>,
+    limiters: &'a Limiters,
+}
+
+/// Components already loaded by this registry load, so that manifests
+/// naming the same file with the same pinned digest share one compiled
+/// component (and, under the same limits, one listing of its tools).
+#[derive(Default)]
+struct Loaded {
+    components: HashMap<(PathBuf, String), LoadedComponent>,
+    listings: Vec<(PathBuf, String, CallLimits, Vec<ToolDescriptor>)>,
+}
+
+impl Loaded {
+    fn component(
+        &mut self,
+        sandbox: &Sandbox,
+        manifest: &ToolManifest,
+    ) -> Result<LoadedComponent, String> {
+        let key = (manifest.component.clone(), manifest.sha256.clone());
+        if let Some(first) = self.components.get(&key) {
+            return Ok(first.for_another_manifest(sandbox));
+        }
+        let loaded = sandbox
+            .load(&manifest.component, Some(&manifest.sha256))
+            .map_err(|e| e.to_string())?;
+        self.components.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn listing(
+        &mut self,
+        sandbox: &Sandbox,
+        manifest: &ToolManifest,
+        loaded: &LoadedComponent,
+        grant: &ToolGrant,
+    ) -> Result<Vec<ToolDescriptor>, String> {
+        let known = self.listings.iter().find(|(path, digest, limits, _)| {
+            *path == manifest.component && *digest == manifest.sha256 && *limits == manifest.limits
+        });
+        if let Some((_, _, _, descriptors)) = known {
+            return Ok(descriptors.clone());
+        }
+        let descriptors = sandbox
+            .describe(loaded, grant)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.listings.push((
+            manifest.component.clone(),
+            manifest.sha256.clone(),
+            manifest.limits.clone(),
+            descriptors.clone(),
+        ));
+        Ok(descriptors)
+    }
+}
+
 async fn load_component(
-    sandbox: &Sandbox,
+    sources: &Sources<'_>,
     manifest: &ToolManifest,
-    backend: Option<&Arc<Backend>>,
-    audit: Option<&Arc<Audit>>,
-    limiters: &Limiters,
+    already: &mut Loaded,
 ) -> Result<Vec<RegisteredTool>, String> {
+    let Sources {
+        sandbox,
+        secrets: backend,
+        audit,
+        limiters,
+    } = *sources;
     let secrets = match (manifest.secrets.is_empty(), backend) {
         (true, _) => None,
         (false, None) => {
@@ -185,9 +254,7 @@ async fn load_component(
             }))
         }
     };
-    let loaded = sandbox
-        .load(&manifest.component, Some(&manifest.sha256))
-        .map_err(|e| e.to_string())?;
+    let loaded = already.component(sandbox, manifest)?;
     let grant = ToolGrant {
         label: manifest.name.clone(),
         limits: manifest.limits.clone(),
@@ -195,10 +262,7 @@ async fn load_component(
         egress: Arc::new(manifest.egress.clone()),
         secrets,
     };
-    let mut descriptors = sandbox
-        .describe(&loaded, &grant)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut descriptors = already.listing(sandbox, manifest, &loaded, &grant).await?;
     if let Some(expose) = &manifest.expose {
         for name in expose {
             if !descriptors.iter().any(|d| &d.name == name) {

@@ -103,16 +103,21 @@ impl VersionStore {
             paths.push(lock.clone());
             paths.push(crate::lock::signature_path(lock));
         }
-        let mut files = Vec::new();
+        let mut absolute: Vec<PathBuf> = Vec::with_capacity(paths.len());
+        let mut seen = std::collections::HashSet::new();
         for path in paths {
             let path = std::path::absolute(&path).map_err(failed(&path))?;
+            // Many manifests may name one component: each file once.
+            if seen.insert(path.clone()) {
+                absolute.push(path);
+            }
+        }
+        let mut files = Vec::with_capacity(absolute.len());
+        for path in absolute {
             let bytes = std::fs::read(&path).map_err(failed(&path))?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
             self.keep_blob(&sha256, &bytes)?;
-            let file = StoredFile { path, sha256 };
-            if !files.contains(&file) {
-                files.push(file);
-            }
+            files.push(StoredFile { path, sha256 });
         }
         let mut digest = Sha256::new();
         for file in &files {

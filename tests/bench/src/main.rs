@@ -45,7 +45,7 @@ const TARGET_AUDIT_COST: f64 = 0.10;
 /// Requests kept outstanding in the concurrent stdio measurement.
 const IN_FLIGHT: usize = 8;
 /// Manifests in the many-tools start-up measurement.
-const MANY_MANIFESTS: usize = 50;
+const MANY_MANIFESTS: usize = 500;
 /// Tools text-kit offers.
 const TEXT_KIT_TOOLS: usize = 3;
 /// Tools the three examples offer: text-kit, files (4) and fetch (1).
