@@ -16,7 +16,7 @@ from conftest import call_while, run_admin, text_of
 from httpserve import HttpStockade, api_key, mcp_client
 
 ERAS = ["legacy", "2026-07-28"]
-WRITE = {"path": "/work/out.txt", "content": "hello"}
+WRITE = {"path": "/scratch/out.txt", "content": "hello"}
 
 
 def deploy(deployment, tmp_path, **access):
@@ -25,7 +25,7 @@ def deploy(deployment, tmp_path, **access):
     deployment.add_tool(
         "files",
         "files",
-        fs={"/work": {"host": str(work), "mode": "rw"}},
+        fs={"/scratch": {"host": str(work), "mode": "rw"}},
         access={"approval": "destructive", **access},
     )
     deployment.audit = {"dir": str(tmp_path / "audit")}
@@ -58,12 +58,12 @@ async def test_an_approved_call_runs_and_the_question_shows_tool_and_arguments(d
     asked = []
     async with deployment.client(mode=era, elicitation_callback=answering("accept", asked=asked)) as client:
         # Not destructive: no question.
-        listed = await client.call_tool("list_dir", {"path": "/work"})
+        listed = await client.call_tool("list_dir", {"path": "/scratch"})
         assert not listed.is_error and asked == []
         result = await client.call_tool("write_file", WRITE)
         assert not result.is_error, text_of(result)
     assert (work / "out.txt").read_text() == "hello"
-    assert len(asked) == 1 and "write_file" in asked[0] and '"/work/out.txt"' in asked[0]
+    assert len(asked) == 1 and "write_file" in asked[0] and '"/scratch/out.txt"' in asked[0]
     decisions = [r["data"]["decision"] for r in approvals(tmp_path)]
     assert decisions[-1] == "approved"
 
@@ -84,7 +84,7 @@ async def test_a_refused_approval_never_runs_the_tool(deployment, tmp_path, era,
         result = await client.call_tool("write_file", WRITE)
         assert result.is_error and reason in text_of(result)
         # The server keeps serving.
-        assert not (await client.call_tool("list_dir", {"path": "/work"})).is_error
+        assert not (await client.call_tool("list_dir", {"path": "/scratch"})).is_error
     assert not (work / "out.txt").exists()
     assert approvals(tmp_path)[-1]["data"]["decision"] == "refused"
 
@@ -129,7 +129,7 @@ async def test_a_sealed_state_cannot_be_altered_replayed_or_moved(deployment, tm
         altered = state[:-2] + ("AA" if not state.endswith("AA") else "BB")
         result = await retry(WRITE, altered)
         assert result.is_error and "does not match this call" in text_of(result)
-        other = {"path": "/work/other.txt", "content": "sneaky"}
+        other = {"path": "/scratch/other.txt", "content": "sneaky"}
         result = await retry(other, state)
         assert result.is_error and "does not match this call" in text_of(result)
         assert not (work / "other.txt").exists()
