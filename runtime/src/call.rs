@@ -101,10 +101,11 @@ impl CallPath {
             return Err(McpError::invalid_request(message, None));
         }
         let registry = self.registry.load();
+        let disabled = &self.control.switches().disabled_tools;
         let tools: Vec<_> = registry
             .iter()
             .filter(|t| policy::may_use(&t.component.manifest.access, caller))
-            .filter(|t| !self.control.is_disabled(&t.descriptor.name))
+            .filter(|t| !disabled.contains(&t.descriptor.name))
             .cloned()
             .collect();
         record.outcome = Some("succeeded");

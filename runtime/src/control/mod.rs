@@ -83,6 +83,25 @@ pub struct Switches {
     pub lockdown: bool,
 }
 
+impl Switches {
+    /// Why these switches refuse `client` the use of `tool` (or, with
+    /// `None`, a tool list): lockdown first, then the client, then the tool.
+    pub fn forbid(&self, client: &str, tool: Option<&str>) -> Option<Denial> {
+        if self.lockdown {
+            return Some(Denial::Lockdown);
+        }
+        if self.revoked_clients.contains(client) {
+            return Some(Denial::ClientRevoked(client.to_owned()));
+        }
+        match tool {
+            Some(tool) if self.disabled_tools.contains(tool) => {
+                Some(Denial::ToolDisabled(tool.to_owned()))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One change an operator makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", content = "target", rename_all = "kebab-case")]
@@ -262,28 +281,10 @@ impl Control {
 
     /// Why `caller` may not use `tool` (or, with `None`, list tools) now.
     pub fn refusal(&self, caller: &CallerIdentity, tool: Option<&str>) -> Option<Denial> {
-        let switches = self.switches.read().unwrap_or_else(|p| p.into_inner());
-        if switches.lockdown {
-            return Some(Denial::Lockdown);
-        }
-        if switches.revoked_clients.contains(&caller.client) {
-            return Some(Denial::ClientRevoked(caller.client.clone()));
-        }
-        match tool {
-            Some(tool) if switches.disabled_tools.contains(tool) => {
-                Some(Denial::ToolDisabled(tool.to_owned()))
-            }
-            _ => None,
-        }
-    }
-
-    /// Whether `tool` is disabled.
-    pub fn is_disabled(&self, tool: &str) -> bool {
         self.switches
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .disabled_tools
-            .contains(tool)
+            .forbid(&caller.client, tool)
     }
 
     /// A receiver that changes whenever the tool list may have.
@@ -324,15 +325,8 @@ impl Control {
         }
         *self.switches.write().unwrap_or_else(|p| p.into_inner()) = now.clone();
         let stopped = self.running.stop_where(|tool, client| {
-            if now.lockdown {
-                Some(Denial::Lockdown.to_string())
-            } else if now.revoked_clients.contains(client) {
-                Some(Denial::ClientRevoked(client.to_owned()).to_string())
-            } else if now.disabled_tools.contains(tool) {
-                Some(Denial::ToolDisabled(tool.to_owned()).to_string())
-            } else {
-                None
-            }
+            now.forbid(client, Some(tool))
+                .map(|denial| denial.to_string())
         });
         tracing::warn!(
             target: "stockade::control",
