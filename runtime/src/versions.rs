@@ -11,7 +11,7 @@
 //! config, manifests, lock and components return to what N had), after
 //! which the servers reload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -112,8 +112,28 @@ impl VersionStore {
                 absolute.push(path);
             }
         }
+        // The served components were read and checked against their
+        // pinned digests when they were loaded: one already kept is not
+        // read again.
+        let served: HashMap<PathBuf, &str> = registry
+            .iter()
+            .filter_map(|t| {
+                let manifest = &t.component.manifest;
+                let path = std::path::absolute(&manifest.component).ok()?;
+                Some((path, manifest.sha256.as_str()))
+            })
+            .collect();
         let mut files = Vec::with_capacity(absolute.len());
         for path in absolute {
+            if let Some(sha256) = served.get(&path)
+                && self.dir.join("blobs").join(sha256).exists()
+            {
+                files.push(StoredFile {
+                    sha256: (*sha256).to_owned(),
+                    path,
+                });
+                continue;
+            }
             let bytes = std::fs::read(&path).map_err(failed(&path))?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
             self.keep_blob(&sha256, &bytes)?;
