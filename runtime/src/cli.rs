@@ -537,7 +537,9 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         }
         Transport::Stdio => {
             let caller = stdio_caller(&config.stdio, "stdio");
-            let server = McpServer::new(path, caller, &config.server.name);
+            let peer = crate::stdio::SessionPeer::default();
+            let server =
+                McpServer::new(path, caller, &config.server.name).with_session_peer(peer.clone());
             let shutdown = CancellationToken::new();
             let service = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -547,7 +549,8 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
                 max_in_flight: config.stdio.max_in_flight,
                 shutdown_grace: config.server.shutdown_grace,
             };
-            let edge = StdioEdge::new(limits, shutdown, service.clone());
+            let edge = StdioEdge::new(limits, server.clone(), peer, shutdown, service.clone())
+                .context("cannot start the stdio reader and writer threads")?;
             let running = match server.serve_with_ct(edge, service).await {
                 Ok(running) => running,
                 // The client left (or a signal came) before the session

@@ -36,6 +36,9 @@ pub struct McpServer {
     name: String,
     /// Names this connection in the audit.
     session: Arc<str>,
+    /// Where a stdio session keeps its peer once the handshake is done,
+    /// for the edge's hot path.
+    session_peer: Option<crate::stdio::SessionPeer>,
 }
 
 impl McpServer {
@@ -55,7 +58,14 @@ impl McpServer {
             caller,
             name: name.to_owned(),
             session: uuid::Uuid::new_v4().to_string().into(),
+            session_peer: None,
         }
+    }
+
+    /// Keeps the session's peer in `slot` once its handshake is done.
+    pub fn with_session_peer(mut self, slot: crate::stdio::SessionPeer) -> Self {
+        self.session_peer = Some(slot);
+        self
     }
 
     /// The caller of the request behind `context`. A request with no
@@ -128,10 +138,14 @@ impl ServerHandler for McpServer {
         )
     }
 
-    /// A legacy session: told of every tool-list change (a kill switch, a
-    /// reload) until its transport closes.
+    /// A legacy session: its peer is handed to the stdio edge (calls take
+    /// the hot path from now on), and it is told of every tool-list change
+    /// (a kill switch, a reload) until its transport closes.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         let peer = context.peer;
+        if let Some(slot) = &self.session_peer {
+            let _ = slot.set(peer.clone());
+        }
         let mut changes = self.path.list_changes();
         tokio::spawn(async move {
             loop {

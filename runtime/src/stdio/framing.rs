@@ -7,7 +7,13 @@
 //! is not JSON (or not UTF-8, or nested too deep), `-32600` for what is not
 //! a usable request, `-32602` for a known method with unusable params.
 
-use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+use std::borrow::Cow;
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, JsonRpcMessage,
+    JsonRpcRequest, JsonRpcVersion2_0, RequestId,
+};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// JSON-RPC: the line is not JSON.
@@ -84,6 +90,9 @@ pub fn judge(line: &[u8], max_depth: usize) -> Verdict {
             format!("parse error: the message nests deeper than {max_depth} levels"),
         );
     }
+    if let Some(call) = parse_call(text) {
+        return Verdict::Forward(Box::new(call));
+    }
     match serde_json::from_str::<ClientJsonRpcMessage>(text) {
         Ok(JsonRpcMessage::Request(request)) => match &request.request {
             ClientRequest::CustomRequest(custom)
@@ -105,6 +114,40 @@ pub fn judge(line: &[u8], max_depth: usize) -> Verdict {
         }
         Err(err) => judge_value(text, &err),
     }
+}
+
+/// A well-formed `tools/call` request, read in one typed pass.
+#[derive(Deserialize)]
+struct CallLine<'a> {
+    jsonrpc: JsonRpcVersion2_0,
+    id: RequestId,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    params: CallToolRequestParams,
+}
+
+/// Reads `text` as a `tools/call` request, the message a session sends
+/// most, straight into the form rmcp's own reading gives (whose general
+/// path tries every message shape in turn, and costs several times more).
+/// `None` for anything else, and for a call that is not well formed: the
+/// general path reads those and names what is wrong.
+fn parse_call(text: &str) -> Option<ClientJsonRpcMessage> {
+    let line: CallLine<'_> = serde_json::from_str(text).ok()?;
+    if line.method != "tools/call" {
+        return None;
+    }
+    let mut params = line.params;
+    let mut request = CallToolRequest::new(CallToolRequestParams::new(""));
+    // rmcp keeps a request's `_meta` among its extensions.
+    if let Some(meta) = params.meta.take() {
+        request.extensions.insert(meta);
+    }
+    request.params = params;
+    Some(JsonRpcMessage::Request(JsonRpcRequest {
+        jsonrpc: line.jsonrpc,
+        id: line.id,
+        request: ClientRequest::CallToolRequest(request),
+    }))
 }
 
 /// Why a line rmcp could not read is unusable, from its JSON value.
@@ -332,6 +375,49 @@ mod tests {
                 v["error"]["message"].as_str().unwrap().to_owned(),
             ),
             other => panic!("expected an answer to {line}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_call_read_in_one_pass_is_what_rmcp_reads() {
+        let calls = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"transform","arguments":{"text":"hi","op":"upper"}}}"#,
+            r#"{"id":"a-1","params":{"arguments":{"n":[1,{"x":null}]},"name":"t"},"method":"tools/call","jsonrpc":"2.0"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","_meta":{"progressToken":5,"io.stockade/idempotency-key":"k"},"arguments":null}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t","requestState":"s","inputResponses":{}},"extra":1}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"caf\u00e9"}}"#,
+        ];
+        for line in calls {
+            let fast = parse_call(line).unwrap_or_else(|| panic!("not read in one pass: {line}"));
+            let general: ClientJsonRpcMessage = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                serde_json::to_value(&fast).unwrap(),
+                serde_json::to_value(&general).unwrap(),
+                "{line}"
+            );
+            let meta = |m: &ClientJsonRpcMessage| match m {
+                JsonRpcMessage::Request(r) => match &r.request {
+                    ClientRequest::CallToolRequest(c) => (
+                        c.extensions
+                            .get::<rmcp::model::RequestMetaObject>()
+                            .cloned(),
+                        c.params.meta.clone(),
+                    ),
+                    other => panic!("not a call: {other:?}"),
+                },
+                other => panic!("not a request: {other:?}"),
+            };
+            assert_eq!(meta(&fast), meta(&general), "{line}");
+        }
+        // Everything else is left to the general path.
+        for other in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+        ] {
+            assert!(parse_call(other).is_none(), "{other}");
         }
     }
 

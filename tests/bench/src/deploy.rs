@@ -13,6 +13,8 @@ pub struct Artifacts {
     pub stockade: PathBuf,
     /// The native rmcp baseline server.
     pub native_server: PathBuf,
+    /// The raw JSON-line floor server.
+    pub floor_server: PathBuf,
     /// Directory of the release wasm components.
     pub wasm_dir: PathBuf,
 }
@@ -26,9 +28,10 @@ impl Artifacts {
         let found = Self {
             stockade: bin_dir.join("stockade"),
             native_server: bin_dir.join("native-mcp-server"),
+            floor_server: bin_dir.join("floor-server"),
             wasm_dir: target.join("wasm32-wasip2/release"),
         };
-        for path in [&found.stockade, &found.native_server] {
+        for path in [&found.stockade, &found.native_server, &found.floor_server] {
             if !path.is_file() {
                 bail!(
                     "{} is missing: run `cargo xtask bench` (it builds everything first)",

@@ -7,6 +7,7 @@
 
 mod deploy;
 mod http;
+mod raw;
 mod redaction;
 mod sandbox;
 mod stats;
@@ -21,12 +22,18 @@ use anyhow::{Result, bail};
 
 use crate::deploy::{Artifacts, Scratch};
 use crate::sandbox::SandboxBench;
-use crate::stats::{Figure, Row, Samples, show_duration};
+use crate::stats::{Figure, Row, Samples, show_duration, show_rate};
 use crate::stdio::{ServerCommand, Session};
 
 /// Targets the figures are held to.
 const TARGET_SANDBOX_OVERHEAD: Duration = Duration::from_micros(50);
 const TARGET_STDIO_RATIO: f64 = 1.5;
+/// stdio `tools/call` p50 from a raw client, over the raw JSON-line floor's.
+const TARGET_FLOOR_RATIO: f64 = 3.0;
+/// Server CPU per stdio `tools/call`, all threads.
+const TARGET_CALL_CPU: Duration = Duration::from_micros(40);
+/// stdio `tools/call`s per second with 8 in flight on one session.
+const TARGET_PIPELINED_RATE: f64 = 30_000.0;
 const TARGET_WARM_START: Duration = Duration::from_millis(100);
 const TARGET_HTTP_RATE: f64 = 5_000.0;
 const TARGET_AUTH_COST: Duration = Duration::from_micros(20);
@@ -337,6 +344,13 @@ fn stockade_serving(artifacts: &Artifacts, config: &Path) -> ServerCommand {
     }
 }
 
+fn floor_server(artifacts: &Artifacts) -> ServerCommand {
+    ServerCommand {
+        program: artifacts.floor_server.clone(),
+        args: Vec::new(),
+    }
+}
+
 fn native_server(artifacts: &Artifacts) -> ServerCommand {
     ServerCommand {
         program: artifacts.native_server.clone(),
@@ -495,6 +509,101 @@ async fn measure_stdio(
         baseline_name: "native rmcp server".into(),
         baseline: Figure::Rate(native_rate),
     });
+    measure_stdio_raw(plan, artifacts, &examples_config, findings).await
+}
+
+/// The same calls from a raw JSON-RPC client (blocking line I/O, no
+/// protocol library), against the native rmcp server and the raw
+/// JSON-line floor.
+async fn measure_stdio_raw(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    config: &Path,
+    findings: &mut Findings,
+) -> Result<()> {
+    progress("stdio: raw client");
+    let commands = [
+        stockade_serving(artifacts, config),
+        native_server(artifacts),
+        floor_server(artifacts),
+    ];
+    let (warmup, calls, total) = (plan.stdio_warmup, plan.stdio_calls, plan.concurrent_calls);
+    let (sequential, rates) = tokio::task::spawn_blocking(move || {
+        let mut sessions = commands
+            .iter()
+            .map(raw::RawSession::start)
+            .collect::<Result<Vec<_>>>()?;
+        let sequential = raw::sequential(&mut sessions, warmup, calls)?;
+        let rates = raw::pipelined(&mut sessions, IN_FLIGHT, total)?;
+        for session in sessions {
+            session.close()?;
+        }
+        anyhow::Ok((sequential, rates))
+    })
+    .await??;
+    let ([stockade, native, floor], &[stockade_rate, native_rate, floor_rate]) = (
+        <[raw::RawSequential; 3]>::try_from(sequential)
+            .map_err(|_| anyhow::anyhow!("one series of raw calls per server"))?,
+        rates.as_slice(),
+    ) else {
+        bail!("one rate per server");
+    };
+
+    let floor_ratio = stockade.latency.p50().as_secs_f64() / floor.latency.p50().as_secs_f64();
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "stdio `tools/call` p50, raw client, {floor_ratio:.2}x the JSON-line floor <= {TARGET_FLOOR_RATIO}x"
+        ),
+        met: floor_ratio <= TARGET_FLOOR_RATIO,
+    });
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "server CPU per call, raw client, {} <= {}",
+            show_duration(stockade.cpu_per_call),
+            show_duration(TARGET_CALL_CPU)
+        ),
+        met: stockade.cpu_per_call <= TARGET_CALL_CPU,
+    });
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "stdio `tools/call`/s, raw client, {IN_FLIGHT} in flight: {} >= {}",
+            show_rate(stockade_rate),
+            show_rate(TARGET_PIPELINED_RATE)
+        ),
+        met: stockade_rate >= TARGET_PIPELINED_RATE,
+    });
+    let floor_name = "raw JSON-line floor";
+    let native_name = "native rmcp server";
+    let latency = |name: &str| {
+        format!(
+            "stdio `tools/call`, sequential, raw client ({} calls), against the {name}",
+            stockade.latency.len()
+        )
+    };
+    for (name, baseline) in [(floor_name, &floor), (native_name, &native)] {
+        findings.rows.push(Row {
+            measure: latency(name),
+            stockade: Figure::Latency(stockade.latency.clone()),
+            baseline_name: name.into(),
+            baseline: Figure::Latency(baseline.latency.clone()),
+        });
+    }
+    for (name, baseline) in [(floor_name, &floor), (native_name, &native)] {
+        findings.rows.push(Row {
+            measure: "server CPU per `tools/call`, raw client, all threads (mean)".into(),
+            stockade: Figure::Mean(stockade.cpu_per_call),
+            baseline_name: name.into(),
+            baseline: Figure::Mean(baseline.cpu_per_call),
+        });
+    }
+    for (name, rate) in [(floor_name, floor_rate), (native_name, native_rate)] {
+        findings.rows.push(Row {
+            measure: format!("stdio `tools/call`/s, raw client, {IN_FLIGHT} in flight"),
+            stockade: Figure::Rate(stockade_rate),
+            baseline_name: name.into(),
+            baseline: Figure::Rate(rate),
+        });
+    }
     Ok(())
 }
 

@@ -79,21 +79,9 @@ impl Session {
         Ok(())
     }
 
-    /// CPU time the server process has used so far, all its live threads
-    /// together (from the scheduler's per-thread accounting).
+    /// CPU time the server process has used so far.
     fn server_cpu(&self) -> Result<Duration> {
-        let pid = self.child.id().context("the server has exited")?;
-        let mut total = 0u64;
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-            let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
-            let on_cpu: u64 = stat
-                .split_whitespace()
-                .next()
-                .and_then(|ns| ns.parse().ok())
-                .context("unreadable schedstat")?;
-            total += on_cpu;
-        }
-        Ok(Duration::from_nanos(total))
+        process_cpu(self.child.id().context("the server has exited")?)
     }
 
     /// Number of tools the server lists.
@@ -207,6 +195,22 @@ pub async fn concurrent(
         .into_iter()
         .map(|e| done / e.as_secs_f64())
         .collect())
+}
+
+/// CPU time process `pid` has used so far, all its live threads together
+/// (from the scheduler's per-thread accounting).
+pub fn process_cpu(pid: u32) -> Result<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+        let on_cpu: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .context("unreadable schedstat")?;
+        total += on_cpu;
+    }
+    Ok(Duration::from_nanos(total))
 }
 
 /// One `transform` call whose answer is checked.

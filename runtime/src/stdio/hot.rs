@@ -1,0 +1,136 @@
+//! The hot path: `tools/call` served straight from the edge.
+//!
+//! rmcp's service loop hands every request through two channels and two
+//! tasks before the handler sees it, each hop a thread to wake. Once a
+//! session's handshake is done, the edge runs `tools/call` itself, calling
+//! the same [`McpServer::call_tool`] handler that rmcp would, on the reader
+//! thread for as long as the call needs nothing to wait for, so that a
+//! call that never waits costs no hand-off between threads at all (see
+//! [`HotPath::run`]). Everything else
+//! (the handshake, listings, pings, answers to the server's own requests
+//! and the 2026-era requests that arrive before a handshake) still goes
+//! through rmcp.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use rmcp::model::{
+    CallToolRequest, JsonRpcMessage, RequestId, RequestMetaObject, ServerJsonRpcMessage,
+    ServerResult,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler as _};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::output::Output;
+use crate::mcp::McpServer;
+
+/// The session's peer, once its handshake is done; until then every
+/// request goes through rmcp.
+pub type SessionPeer = Arc<OnceLock<Peer<RoleServer>>>;
+
+/// Runs `tools/call` for one stdio session.
+pub struct HotPath {
+    server: McpServer,
+    peer: SessionPeer,
+    runtime: tokio::runtime::Handle,
+    /// Every call on the hot path, running here or as a task, so that
+    /// the end of a session can wait for them to record how they ended.
+    calls: TaskTracker,
+}
+
+impl HotPath {
+    /// The hot path of `server`, taken once `peer` is set.
+    pub fn new(
+        server: McpServer,
+        peer: SessionPeer,
+        runtime: tokio::runtime::Handle,
+        calls: TaskTracker,
+    ) -> Self {
+        Self {
+            server,
+            peer,
+            runtime,
+            calls,
+        }
+    }
+
+    /// Whether calls can take the hot path yet.
+    pub fn ready(&self) -> bool {
+        self.peer.get().is_some()
+    }
+
+    /// Runs one call. It starts on this thread and, since most calls
+    /// never have to wait for anything, usually ends here too: its encoded
+    /// response is returned, for the caller to write. A call that has to
+    /// wait (for a slot, the network, a person, or the epoch's
+    /// cooperative yield of a long computation) goes on as a task on the
+    /// runtime from its first wait, and queues its response on `output`
+    /// itself. Either way nothing is sent once `cancel` is cancelled (the
+    /// client cancelled the request, or the session is over), as rmcp does.
+    pub fn run(
+        &self,
+        id: RequestId,
+        request: CallToolRequest,
+        cancel: CancellationToken,
+        output: &Output,
+    ) -> Option<Vec<u8>> {
+        let peer = self.peer.get()?.clone();
+        let server = self.server.clone();
+        let mut call: Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> =
+            Box::pin(respond(server, peer, id.clone(), request, cancel));
+        let _running = self.calls.token();
+        let _in_runtime = self.runtime.enter();
+        let mut context = Context::from_waker(Waker::noop());
+        match call.as_mut().poll(&mut context) {
+            Poll::Ready(line) => line,
+            Poll::Pending => {
+                // The task polls it again at once, with a waker of its own.
+                let output = output.clone();
+                let task = async move {
+                    if let Some(line) = call.await {
+                        output.send(line, Some(id));
+                    }
+                };
+                self.calls.spawn_on(task, &self.runtime);
+                None
+            }
+        }
+    }
+}
+
+/// Runs the handler as rmcp would (with a request context built the way
+/// rmcp builds it) and encodes the response; `None` if `cancel` was
+/// cancelled first.
+async fn respond(
+    server: McpServer,
+    peer: Peer<RoleServer>,
+    id: RequestId,
+    mut request: CallToolRequest,
+    cancel: CancellationToken,
+) -> Option<Vec<u8>> {
+    let mut context = RequestContext::new(id.clone(), peer);
+    context.ct = cancel.clone();
+    if let Some(meta) = request.extensions.remove::<RequestMetaObject>() {
+        context.meta = meta;
+    }
+    context.extensions = std::mem::take(&mut request.extensions);
+    let result = server.call_tool(request.params, context).await;
+    if cancel.is_cancelled() {
+        return None;
+    }
+    let message: ServerJsonRpcMessage = match result {
+        Ok(response) => JsonRpcMessage::response(ServerResult::from(response), id.clone()),
+        Err(error) => JsonRpcMessage::error(error, Some(id.clone())),
+    };
+    match serde_json::to_vec(&message) {
+        Ok(line) => Some(line),
+        Err(err) => {
+            tracing::error!(target: "stockade::stdio", "cannot encode a response: {err}");
+            let error = ErrorData::internal_error("the response could not be encoded", None);
+            serde_json::to_vec(&ServerJsonRpcMessage::error(error, Some(id))).ok()
+        }
+    }
+}
