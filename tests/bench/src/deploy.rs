@@ -188,6 +188,62 @@ pub fn write_many_text_kits(
     Ok(names)
 }
 
+/// Writes `count` distinct components into `dir`: text-kit, each copy
+/// with a custom section of its own appended (so each has its own digest
+/// and is compiled and kept on its own), and a manifest for each, under
+/// its own prefix. Returns the manifest file names.
+pub fn write_distinct_text_kits(
+    artifacts: &Artifacts,
+    dir: &Path,
+    count: usize,
+) -> Result<Vec<String>> {
+    let original = std::fs::read(artifacts.wasm("text_kit")?)?;
+    let mut names = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut bytes = original.clone();
+        append_custom_section(&mut bytes, "stockade-bench-copy", i.to_string().as_bytes());
+        let component = dir.join(format!("text_kit_copy_{i}.wasm"));
+        std::fs::write(&component, &bytes)?;
+        let name = format!("text-kit-copy-{i}.toml");
+        std::fs::write(
+            dir.join(&name),
+            format!(
+                "[tool]\nname = \"text-kit-copy-{i}\"\ncomponent = {}\nsha256 = \"{}\"\n\
+                 prefix = \"c{i}.\"\n\n{TEXT_KIT_LIMITS}",
+                path_value(&component),
+                hex::encode(Sha256::digest(&bytes))
+            ),
+        )?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Appends a custom section (id 0) named `name` holding `payload`: valid at
+/// the end of a module or a component, and ignored by everything.
+fn append_custom_section(wasm: &mut Vec<u8>, name: &str, payload: &[u8]) {
+    let mut body = Vec::new();
+    leb128(&mut body, name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    wasm.push(0);
+    leb128(wasm, body.len());
+    wasm.extend_from_slice(&body);
+}
+
+/// Unsigned LEB128, as wasm encodes sizes.
+fn leb128(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// Writes `<dir>/<file>`: a `stockade.toml` serving `manifests` with its
 /// compiled-component cache in `cache_dir`.
 pub fn write_config(

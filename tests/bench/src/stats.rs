@@ -69,6 +69,11 @@ pub fn show_rate(per_second: f64) -> String {
     format!("{out}/s")
 }
 
+/// A size in MiB with one decimal.
+pub fn show_bytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
 /// One side of a comparison: a latency distribution or a throughput.
 pub enum Figure {
     /// p50 and p99 of a latency.
@@ -77,6 +82,8 @@ pub enum Figure {
     Mean(Duration),
     /// Calls completed per second.
     Rate(f64),
+    /// A size in bytes (no distribution).
+    Bytes(u64),
 }
 
 impl Figure {
@@ -85,6 +92,7 @@ impl Figure {
             Self::Latency(s) => (show_duration(s.p50()), show_duration(s.p99())),
             Self::Mean(d) => (show_duration(*d), "–".into()),
             Self::Rate(r) => (show_rate(*r), "–".into()),
+            Self::Bytes(b) => (show_bytes(*b), "–".into()),
         }
     }
 }
@@ -112,6 +120,7 @@ impl Row {
             }
             (Figure::Mean(s), Figure::Mean(b)) => s.as_secs_f64() / b.as_secs_f64().max(1e-12),
             (Figure::Rate(s), Figure::Rate(b)) => b / s.max(1e-12),
+            (Figure::Bytes(s), Figure::Bytes(b)) => *s as f64 / (*b as f64).max(1.0),
             _ => f64::NAN,
         }
     }

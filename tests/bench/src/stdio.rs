@@ -84,6 +84,11 @@ impl Session {
         process_cpu(self.child.id().context("the server has exited")?)
     }
 
+    /// The server's peak resident set size so far, in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        process_peak_rss(self.child.id().context("the server has exited")?)
+    }
+
     /// Number of tools the server lists.
     pub async fn tool_count(&self) -> Result<usize> {
         Ok(self.client.list_all_tools().await?.len())
@@ -233,22 +238,43 @@ async fn call_transform(peer: &Peer<RoleClient>, tool: &str) -> Result<()> {
     Ok(())
 }
 
-/// Spawn-to-`initialize`-response times over `runs` fresh processes of
-/// each server, started in turn; each must list the tools it is paired with.
-pub async fn startup(servers: &[(&ServerCommand, usize)], runs: usize) -> Result<Vec<Samples>> {
-    let mut timings = vec![Vec::with_capacity(runs); servers.len()];
-    for _ in 0..runs {
-        for (i, (command, expected_tools)) in servers.iter().enumerate() {
-            timings[i].push(start_once(command, *expected_tools).await?);
-        }
-    }
-    Ok(timings.into_iter().map(Samples::new).collect())
+/// What `runs` fresh starts of one server took.
+pub struct Starts {
+    /// Spawn-to-`initialize`-response time of each.
+    pub ready: Samples,
+    /// The highest peak resident set size of any of them, in bytes, read
+    /// once its tools are listed.
+    pub peak_rss: u64,
 }
 
-/// One start: spawn-to-`initialize`-response time of a fresh process.
-pub async fn start_once(command: &ServerCommand, expected_tools: usize) -> Result<Duration> {
+/// Spawn-to-`initialize`-response times over `runs` fresh processes of
+/// each server, started in turn; each must list the tools it is paired with.
+pub async fn startup(servers: &[(&ServerCommand, usize)], runs: usize) -> Result<Vec<Starts>> {
+    let mut timings = vec![Vec::with_capacity(runs); servers.len()];
+    let mut peaks = vec![0u64; servers.len()];
+    for _ in 0..runs {
+        for (i, (command, expected_tools)) in servers.iter().enumerate() {
+            let (ready, peak) = start_once(command, *expected_tools).await?;
+            timings[i].push(ready);
+            peaks[i] = peaks[i].max(peak);
+        }
+    }
+    Ok(timings
+        .into_iter()
+        .zip(peaks)
+        .map(|(t, peak_rss)| Starts {
+            ready: Samples::new(t),
+            peak_rss,
+        })
+        .collect())
+}
+
+/// One start: spawn-to-`initialize`-response time of a fresh process, and
+/// its peak resident set size once it has listed its tools.
+pub async fn start_once(command: &ServerCommand, expected_tools: usize) -> Result<(Duration, u64)> {
     let (session, ready) = Session::start(command).await?;
     let listed = session.tool_count().await?;
+    let peak = session.peak_rss()?;
     session.close().await?;
     if listed != expected_tools {
         bail!(
@@ -256,5 +282,17 @@ pub async fn start_once(command: &ServerCommand, expected_tools: usize) -> Resul
             command.program.display()
         );
     }
-    Ok(ready)
+    Ok((ready, peak))
+}
+
+/// The peak resident set size of process `pid` so far, in bytes.
+pub fn process_peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("no VmHWM in the process status")?;
+    Ok(kib * 1024)
 }
