@@ -593,17 +593,19 @@ async fn measure_stdio_raw(
         floor_server(artifacts),
     ];
     let (warmup, calls, total) = (plan.stdio_warmup, plan.stdio_calls, plan.concurrent_calls);
-    let (sequential, rates) = tokio::task::spawn_blocking(move || {
+    let (sequential, rates, (rss_before, rss_after)) = tokio::task::spawn_blocking(move || {
         let mut sessions = commands
             .iter()
             .map(raw::RawSession::start)
             .collect::<Result<Vec<_>>>()?;
         let sequential = raw::sequential(&mut sessions, warmup, calls)?;
+        let before = sessions[0].rss()?;
         let rates = raw::pipelined(&mut sessions, IN_FLIGHT, total)?;
+        let after = sessions[0].rss()?;
         for session in sessions {
             session.close()?;
         }
-        anyhow::Ok((sequential, rates))
+        anyhow::Ok((sequential, rates, (before, after)))
     })
     .await??;
     let ([stockade, native, floor], &[stockade_rate, native_rate, floor_rate]) = (
@@ -661,6 +663,12 @@ async fn measure_stdio_raw(
             baseline: Figure::Mean(baseline.cpu_per_call),
         });
     }
+    findings.rows.push(Row {
+        measure: format!("server RSS after {total} more calls, {IN_FLIGHT} in flight"),
+        stockade: Figure::Bytes(rss_after),
+        baseline_name: "the same server before them".into(),
+        baseline: Figure::Bytes(rss_before),
+    });
     for (name, rate) in [(floor_name, floor_rate), (native_name, native_rate)] {
         findings.rows.push(Row {
             measure: format!("stdio `tools/call`/s, raw client, {IN_FLIGHT} in flight"),

@@ -130,6 +130,18 @@ impl RawSession {
         Ok(started.elapsed())
     }
 
+    /// The server's resident set size now, in bytes.
+    pub fn rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .context("no VmRSS in the process status")?;
+        Ok(kib * 1024)
+    }
+
     /// CPU time the server has used so far.
     fn cpu(&self) -> Result<Duration> {
         process_cpu(self.child.id())
