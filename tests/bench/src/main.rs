@@ -468,26 +468,30 @@ async fn measure_startup(
         ),
         met: distinct_starts.ready.p50() < TARGET_DISTINCT_START,
     });
-    let native_name = "native rmcp server";
-    findings.rows.push(Row {
-        measure: format!(
-            "start-up to `initialize` response, 3 example tools, cache warm ({} starts)",
-            warm.ready.len()
-        ),
-        stockade: Figure::Latency(warm.ready),
-        baseline_name: native_name.into(),
-        baseline: Figure::Latency(native_starts.ready.clone()),
-    });
-    findings.rows.push(Row {
-        measure: format!(
-            "start-up, 3 example tools, cache cold: compiles ({} starts)",
-            cold.len()
-        ),
-        stockade: Figure::Latency(cold),
-        baseline_name: native_name.into(),
-        baseline: Figure::Latency(native_starts.ready.clone()),
-    });
-    for (what, starts) in [
+    let native = |measure: String, stockade: Figure, baseline: Figure| Row {
+        measure,
+        stockade,
+        baseline_name: "native rmcp server".into(),
+        baseline,
+    };
+    let native_ready = || Figure::Latency(native_starts.ready.clone());
+    let warm_measure = format!(
+        "start-up to `initialize` response, 3 example tools, cache warm ({} starts)",
+        warm.ready.len()
+    );
+    let cold_measure = format!(
+        "start-up, 3 example tools, cache cold: compiles ({} starts)",
+        cold.len()
+    );
+    findings.rows.push(native(
+        warm_measure,
+        Figure::Latency(warm.ready),
+        native_ready(),
+    ));
+    findings
+        .rows
+        .push(native(cold_measure, Figure::Latency(cold), native_ready()));
+    let at_scale = [
         (
             format!(
                 "{MANY_MANIFESTS} text-kit manifests ({} tools)",
@@ -502,22 +506,19 @@ async fn measure_startup(
             ),
             distinct_starts,
         ),
-    ] {
-        findings.rows.push(Row {
-            measure: format!(
-                "start-up, {what}, cache warm ({} starts)",
-                starts.ready.len()
-            ),
-            stockade: Figure::Latency(starts.ready),
-            baseline_name: native_name.into(),
-            baseline: Figure::Latency(native_starts.ready.clone()),
-        });
-        findings.rows.push(Row {
-            measure: format!("peak RSS after start-up, {what}"),
-            stockade: Figure::Bytes(starts.peak_rss),
-            baseline_name: native_name.into(),
-            baseline: Figure::Bytes(native_starts.peak_rss),
-        });
+    ];
+    for (what, starts) in at_scale {
+        let count = starts.ready.len();
+        findings.rows.push(native(
+            format!("start-up, {what}, cache warm ({count} starts)"),
+            Figure::Latency(starts.ready),
+            native_ready(),
+        ));
+        findings.rows.push(native(
+            format!("peak RSS after start-up, {what}"),
+            Figure::Bytes(starts.peak_rss),
+            Figure::Bytes(native_starts.peak_rss),
+        ));
     }
     Ok(())
 }
