@@ -15,6 +15,7 @@ const PYTHON_PACKAGES: &[&str] = &[
     "mcp-authlab==0.2.2",
     "opentelemetry-proto==1.45.2",
     "cryptography==50.0.2",
+    "detect-secrets==1.5.0",
 ];
 
 /// Debian packages the end-to-end tests start: the syslog collector the
@@ -240,6 +241,7 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
     let have = venv.join("bin/bao").exists()
+        && venv.join("bin/detect-secrets-hook").exists()
         && Command::new(&python)
             .args([
                 "-c",

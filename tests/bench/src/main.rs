@@ -3,10 +3,12 @@
 //!
 //! Run with `cargo xtask bench` (builds everything first), or
 //! `cargo xtask bench --quick` for a shorter, noisier run; `--only sandbox`
-//! (or `redaction`, `startup`, `stdio`, `http`) runs one section.
+//! (or `redaction`, `startup`, `stdio`, `audit`, `http`, `memory`) runs one
+//! section.
 
 mod deploy;
 mod http;
+mod memory;
 mod raw;
 mod redaction;
 mod sandbox;
@@ -77,6 +79,10 @@ struct Plan {
     stdio_warmup: usize,
     stdio_calls: usize,
     concurrent_calls: usize,
+    /// Calls after which the server's RSS is read again.
+    soak_calls: usize,
+    memory_in_flight: usize,
+    memory_bursts: usize,
     warm_starts: usize,
     cold_starts: usize,
 }
@@ -93,6 +99,9 @@ impl Plan {
             stdio_warmup: 200,
             stdio_calls: 2_000,
             concurrent_calls: 4_000,
+            soak_calls: 100_000,
+            memory_in_flight: 1_000,
+            memory_bursts: 5,
             warm_starts: 20,
             cold_starts: 3,
         }
@@ -109,6 +118,9 @@ impl Plan {
             stdio_warmup: 50,
             stdio_calls: 300,
             concurrent_calls: 600,
+            soak_calls: 10_000,
+            memory_in_flight: 200,
+            memory_bursts: 2,
             warm_starts: 5,
             cold_starts: 1,
         }
@@ -124,16 +136,18 @@ enum Section {
     Stdio,
     Audit,
     Http,
+    Memory,
 }
 
 impl Section {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Sandbox,
         Self::Redaction,
         Self::Startup,
         Self::Stdio,
         Self::Audit,
         Self::Http,
+        Self::Memory,
     ];
 
     fn parse(name: &str) -> Result<Self> {
@@ -144,8 +158,9 @@ impl Section {
             "stdio" => Self::Stdio,
             "audit" => Self::Audit,
             "http" => Self::Http,
+            "memory" => Self::Memory,
             other => bail!(
-                "unknown section `{other}`: sandbox, redaction, startup, stdio, audit or http"
+                "unknown section `{other}`: sandbox, redaction, startup, stdio, audit, http or memory"
             ),
         })
     }
@@ -187,7 +202,7 @@ fn parse_and_run() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio|audit|http]...\n\n\
+                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio|audit|http|memory]...\n\n\
                      Measures Stockade's per-call isolation against native baselines\n\
                      and prints a Markdown table. Build first: `cargo xtask bench`.\n\n\
                      --quick   fewer samples: a shorter, noisier run\n\
@@ -226,6 +241,9 @@ async fn run(plan: &Plan, quick: bool, sections: &[Section]) -> Result<()> {
                 Section::Stdio => measure_stdio(plan, &artifacts, &scratch, &mut findings).await?,
                 Section::Audit => measure_audit(plan, &artifacts, &scratch, &mut findings).await?,
                 Section::Http => measure_http(plan, &artifacts, &scratch, &mut findings).await?,
+                Section::Memory => {
+                    measure_memory(plan, &artifacts, &scratch, &mut findings).await?
+                }
             }
         }
     }
@@ -593,15 +611,21 @@ async fn measure_stdio_raw(
         native_server(artifacts),
         floor_server(artifacts),
     ];
-    let (warmup, calls, total) = (plan.stdio_warmup, plan.stdio_calls, plan.concurrent_calls);
+    let (warmup, calls, total, soak) = (
+        plan.stdio_warmup,
+        plan.stdio_calls,
+        plan.concurrent_calls,
+        plan.soak_calls,
+    );
     let (sequential, rates, (rss_before, rss_after)) = tokio::task::spawn_blocking(move || {
         let mut sessions = commands
             .iter()
             .map(raw::RawSession::start)
             .collect::<Result<Vec<_>>>()?;
         let sequential = raw::sequential(&mut sessions, warmup, calls)?;
-        let before = sessions[0].rss()?;
         let rates = raw::pipelined(&mut sessions, IN_FLIGHT, total)?;
+        let before = sessions[0].rss()?;
+        raw::pipelined(&mut sessions[..1], IN_FLIGHT, soak)?;
         let after = sessions[0].rss()?;
         for session in sessions {
             session.close()?;
@@ -665,7 +689,7 @@ async fn measure_stdio_raw(
         });
     }
     findings.rows.push(Row {
-        measure: format!("server RSS after {total} more calls, {IN_FLIGHT} in flight"),
+        measure: format!("server RSS after {soak} more calls, {IN_FLIGHT} in flight"),
         stockade: Figure::Bytes(rss_after),
         baseline_name: "the same server before them".into(),
         baseline: Figure::Bytes(rss_before),
@@ -678,6 +702,47 @@ async fn measure_stdio_raw(
             baseline: Figure::Rate(rate),
         });
     }
+    Ok(())
+}
+
+/// Memory at scale: bursts of calls in flight, each waiting in a host call.
+async fn measure_memory(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    scratch: &Scratch,
+    findings: &mut Findings,
+) -> Result<()> {
+    let in_flight = plan.memory_in_flight;
+    let bursts = plan.memory_bursts;
+    progress(&format!(
+        "memory: {bursts} bursts of {in_flight} calls in flight"
+    ));
+    let target = memory::slow_server().await?;
+    let config = memory::write_config(
+        artifacts,
+        scratch.dir(),
+        &scratch.path("cache-warm"),
+        target,
+        in_flight,
+    )?;
+    let command = stockade_serving(artifacts, &config);
+    let seen =
+        tokio::task::spawn_blocking(move || memory::bursts(&command, target, in_flight, bursts))
+            .await??;
+    findings.rows.push(Row {
+        measure: format!(
+            "peak RSS, {in_flight} calls in flight, each waiting in a host call (first burst)"
+        ),
+        stockade: Figure::Bytes(seen.first),
+        baseline_name: "the same server before it".into(),
+        baseline: Figure::Bytes(seen.before),
+    });
+    findings.rows.push(Row {
+        measure: format!("peak RSS after {bursts} such bursts"),
+        stockade: Figure::Bytes(seen.last),
+        baseline_name: "after the first burst".into(),
+        baseline: Figure::Bytes(seen.first),
+    });
     Ok(())
 }
 

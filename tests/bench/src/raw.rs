@@ -69,12 +69,28 @@ impl RawSession {
         Ok(())
     }
 
-    fn receive(&mut self) -> Result<Value> {
+    /// Reads the next message.
+    pub fn receive(&mut self) -> Result<Value> {
         self.line.clear();
         if self.output.read_line(&mut self.line)? == 0 {
             bail!("the server closed its output");
         }
         Ok(serde_json::from_str(&self.line)?)
+    }
+
+    /// Writes one `tools/call` of `name` with `arguments`.
+    pub fn send_tool_call(&mut self, name: &str, arguments: &Value) -> Result<()> {
+        self.next_id += 1;
+        let call = json!({
+            "jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
+            "params": { "name": name, "arguments": arguments },
+        });
+        self.send(&call)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Writes one `tools/call` of `transform`.
