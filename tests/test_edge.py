@@ -173,6 +173,31 @@ def test_a_second_initialize_and_a_duplicate_id_in_flight_are_refused(server):
     assert server.close() == 0
 
 
+def test_calls_on_the_hot_path_keep_rmcps_per_request_checks(server):
+    # After the handshake, tools/call is run by the edge itself; a call that
+    # names its own protocol version in `_meta` is still checked as rmcp's
+    # loop checks it, and refused with rmcp's codes.
+    server.start()
+    key = "io.modelcontextprotocol/protocolVersion"
+    unsupported = tool_call(91, "ok", {})
+    unsupported["params"]["_meta"] = {key: "1999-01-01"}
+    server.send(unsupported)
+    answer = server.expect(91)
+    assert answer["error"]["message"] == "Unsupported protocol version", answer
+    assert answer["error"]["data"]["requested"] == "1999-01-01"
+    partial = tool_call(92, "ok", {})
+    partial["params"]["_meta"] = {key: "2026-07-28"}
+    server.send(partial)
+    answer = server.expect(92)
+    assert answer["error"]["code"] == -32602, answer
+    assert "io.modelcontextprotocol/clientCapabilities" in answer["error"]["message"]
+    # Neither reached the tool, and the session goes on.
+    assert '"tool":"ok"' not in server.log()
+    server.send(tool_call(93, "ok", {}))
+    assert "result" in server.expect(93)
+    assert server.close() == 0
+
+
 def test_sigterm_lets_a_call_in_flight_finish_and_exits_zero(server):
     server.start()
     server.send(tool_call(80, "spin", {}))

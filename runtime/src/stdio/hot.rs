@@ -2,8 +2,10 @@
 //!
 //! rmcp's service loop hands every request through two channels and two
 //! tasks before the handler sees it, each hop a thread to wake. Once a
-//! session's handshake is done, the edge runs `tools/call` itself, calling
-//! the same [`McpServer::call_tool`] handler that rmcp would, on the reader
+//! session's handshake is done, the edge runs `tools/call` itself, through
+//! the same dispatch rmcp's loop calls (`Service::handle_request`, which
+//! checks the request's protocol metadata, then runs
+//! [`McpServer`]'s `call_tool`), on the reader
 //! thread for as long as the call needs nothing to wait for, so that a
 //! call that never waits costs no hand-off between threads at all (see
 //! [`HotPath::run`]). Everything else
@@ -16,11 +18,11 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use rmcp::model::{
-    CallToolRequest, JsonRpcMessage, RequestId, RequestMetaObject, ServerJsonRpcMessage,
-    ServerResult,
+    CallToolRequest, ClientRequest, JsonRpcMessage, RequestId, RequestMetaObject,
+    ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext};
-use rmcp::{ErrorData, RoleServer, ServerHandler as _};
+use rmcp::{ErrorData, RoleServer, Service as _};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -101,8 +103,8 @@ impl HotPath {
     }
 }
 
-/// Runs the handler as rmcp would (with a request context built the way
-/// rmcp builds it) and encodes the response; `None` if `cancel` was
+/// Runs the request as rmcp's loop would (with a request context built
+/// the way rmcp builds it) and encodes the response; `None` if `cancel` was
 /// cancelled first.
 async fn respond(
     server: McpServer,
@@ -117,12 +119,17 @@ async fn respond(
         context.meta = meta;
     }
     context.extensions = std::mem::take(&mut request.extensions);
-    let result = server.call_tool(request.params, context).await;
+    // rmcp's own dispatch: its per-request checks (a protocol version named
+    // in `_meta` must be supported, 2026-era metadata must be whole) apply
+    // here as on rmcp's path.
+    let result = server
+        .handle_request(ClientRequest::CallToolRequest(request), context)
+        .await;
     if cancel.is_cancelled() {
         return None;
     }
     let message: ServerJsonRpcMessage = match result {
-        Ok(response) => JsonRpcMessage::response(ServerResult::from(response), id.clone()),
+        Ok(result) => JsonRpcMessage::response(result, id.clone()),
         Err(error) => JsonRpcMessage::error(error, Some(id.clone())),
     };
     match serde_json::to_vec(&message) {
