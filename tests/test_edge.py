@@ -198,6 +198,34 @@ def test_calls_on_the_hot_path_keep_rmcps_per_request_checks(server):
     assert server.close() == 0
 
 
+def test_a_2026_session_without_handshake_is_served_and_checked_on_every_call(server):
+    # No initialize: the first call opens a 2026-07-28 session through rmcp;
+    # the edge runs the later ones itself, with the same per-request checks.
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+    }
+
+    def call(request_id, meta):
+        message = tool_call(request_id, "ok", {})
+        message["params"]["_meta"] = meta
+        server.send(message)
+        return server.expect(request_id)
+
+    for request_id in (101, 102, 103):
+        assert "result" in call(request_id, meta), request_id
+    partial = call(104, {"io.modelcontextprotocol/protocolVersion": "2026-07-28"})
+    assert partial["error"]["code"] == -32602, partial
+    assert "io.modelcontextprotocol/clientCapabilities" in partial["error"]["message"]
+    bare = call(105, {})
+    assert bare["error"]["code"] == -32602, bare
+    assert "io.modelcontextprotocol/protocolVersion" in bare["error"]["message"]
+    assert "result" in call(106, meta)
+    assert server.log().count('"event":"call_finished"') == 4
+    assert server.close() == 0
+
+
 def test_sigterm_lets_a_call_in_flight_finish_and_exits_zero(server):
     server.start()
     server.send(tool_call(80, "spin", {}))

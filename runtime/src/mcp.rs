@@ -62,6 +62,14 @@ impl McpServer {
         }
     }
 
+    /// Hands a stdio session's peer to the edge (once), so that its calls
+    /// take the hot path from then on.
+    fn keep_session_peer(&self, peer: &rmcp::service::Peer<RoleServer>) {
+        if let Some(slot) = &self.session_peer {
+            slot.get_or_init(|| peer.clone());
+        }
+    }
+
     /// Keeps the session's peer in `slot` once its handshake is done.
     pub fn with_session_peer(mut self, slot: crate::stdio::SessionPeer) -> Self {
         self.session_peer = Some(slot);
@@ -143,9 +151,7 @@ impl ServerHandler for McpServer {
     /// (a kill switch, a reload) until its transport closes.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         let peer = context.peer;
-        if let Some(slot) = &self.session_peer {
-            let _ = slot.set(peer.clone());
-        }
+        self.keep_session_peer(&peer);
         let mut changes = self.path.list_changes();
         tokio::spawn(async move {
             loop {
@@ -219,6 +225,9 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // A 2026-era stdio session has no handshake: its first call hands
+        // the session's peer to the edge instead.
+        self.keep_session_peer(&context.peer);
         let info = self.request_info(&context);
         let caller = self.caller(&context)?;
         // Every log line of the call names its caller.

@@ -8,10 +8,9 @@
 //! [`McpServer`]'s `call_tool`), on the reader
 //! thread for as long as the call needs nothing to wait for, so that a
 //! call that never waits costs no hand-off between threads at all (see
-//! [`HotPath::run`]). Everything else
-//! (the handshake, listings, pings, answers to the server's own requests
-//! and the 2026-era requests that arrive before a handshake) still goes
-//! through rmcp.
+//! [`HotPath::run`]). Everything else (the handshake, listings, pings,
+//! answers to the server's own requests, and in a 2026-era session, which
+//! has no handshake, its first call) still goes through rmcp.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -29,8 +28,9 @@ use tokio_util::task::TaskTracker;
 use super::output::Output;
 use crate::mcp::McpServer;
 
-/// The session's peer, once its handshake is done; until then every
-/// request goes through rmcp.
+/// The session's peer, once its handshake is done (or, in a 2026-era
+/// session, which has none, once its first call has gone through rmcp);
+/// until then every request goes through rmcp.
 pub type SessionPeer = Arc<OnceLock<Peer<RoleServer>>>;
 
 /// Runs `tools/call` for one stdio session.
