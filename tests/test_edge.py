@@ -226,6 +226,20 @@ def test_a_2026_session_without_handshake_is_served_and_checked_on_every_call(se
     assert server.close() == 0
 
 
+def test_an_answer_is_not_held_back_by_a_line_the_client_has_not_ended(server):
+    # Answers to calls that end on the reader thread are written together
+    # while more input waits; a line begun but not ended is not more input.
+    server.start()
+    first = json.dumps(tool_call(110, "ok", {}))
+    second = json.dumps(tool_call(111, "ok", {}))
+    server.send_bytes((first + "\n" + second[:20]).encode())
+    answer = server.read(timeout=10)
+    assert answer["id"] == 110 and "result" in answer, answer
+    server.send_bytes((second[20:] + "\n").encode())
+    assert "result" in server.expect(111)
+    assert server.close() == 0
+
+
 def test_sigterm_lets_a_call_in_flight_finish_and_exits_zero(server):
     server.start()
     server.send(tool_call(80, "spin", {}))

@@ -229,8 +229,10 @@ impl Reader {
     fn read_until_done(&mut self) {
         loop {
             // Before anything that may block: the client may be waiting
-            // for these to send more.
-            if self.input.buffer().is_empty() || self.answered.lines.len() >= ANSWERED_BATCH {
+            // for these to send more (a line begun but not ended may be
+            // all it has sent).
+            if !self.input.buffer().contains(&b'\n') || self.answered.lines.len() >= ANSWERED_BATCH
+            {
                 self.write_answered();
             }
             let Some(permit) = self.slot() else { return };
