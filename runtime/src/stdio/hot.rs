@@ -12,6 +12,7 @@
 //! answers to the server's own requests, and in a 2026-era session, which
 //! has no handshake, its first call) still goes through rmcp.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
@@ -81,12 +82,14 @@ impl HotPath {
     ) -> Option<Vec<u8>> {
         let peer = self.peer.get()?.clone();
         let server = self.server.clone();
-        let mut call: Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> =
-            Box::pin(respond(server, peer, id.clone(), request, cancel));
+        let mut call = PanicToError {
+            call: Box::pin(respond(server, peer, id.clone(), request, cancel)),
+            id: id.clone(),
+        };
         let _running = self.calls.token();
         let _in_runtime = self.runtime.enter();
         let mut context = Context::from_waker(Waker::noop());
-        match call.as_mut().poll(&mut context) {
+        match Pin::new(&mut call).poll(&mut context) {
             Poll::Ready(line) => line,
             Poll::Pending => {
                 // The task polls it again at once, with a waker of its own.
@@ -98,6 +101,36 @@ impl HotPath {
                 };
                 self.calls.spawn_on(task, &self.runtime);
                 None
+            }
+        }
+    }
+}
+
+/// One call's response, to come.
+type Responding = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+
+/// A call whose panic becomes an internal-error answer to its request, so
+/// that a bug in one call takes neither the reader thread (which polls it
+/// first) nor the request's slot with it.
+struct PanicToError {
+    call: Responding,
+    id: RequestId,
+}
+
+impl Future for PanicToError {
+    type Output = Option<Vec<u8>>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| this.call.as_mut().poll(context))) {
+            Ok(poll) => poll,
+            Err(_) => {
+                tracing::error!(target: "stockade::stdio", id = %this.id, "a call panicked; its request is answered with an internal error");
+                let error = ErrorData::internal_error("the call failed inside the server", None);
+                Poll::Ready(
+                    serde_json::to_vec(&ServerJsonRpcMessage::error(error, Some(this.id.clone())))
+                        .ok(),
+                )
             }
         }
     }
@@ -139,5 +172,35 @@ async fn respond(
             let error = ErrorData::internal_error("the response could not be encoded", None);
             serde_json::to_vec(&ServerJsonRpcMessage::error(error, Some(id))).ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_once(call: Responding, id: i64) -> Poll<Option<Vec<u8>>> {
+        let mut call = PanicToError {
+            call,
+            id: RequestId::Number(id),
+        };
+        Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_panicking_call_is_answered_with_an_internal_error() {
+        let Poll::Ready(Some(line)) = poll_once(Box::pin(async { panic!("a bug") }), 7) else {
+            panic!("a panic must end the call with an answer");
+        };
+        let answer: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(answer["id"], 7);
+        assert_eq!(answer["error"]["code"], -32603);
+        // Calls that do not panic pass through untouched.
+        let ready = poll_once(Box::pin(async { Some(b"line".to_vec()) }), 8);
+        assert_eq!(ready, Poll::Ready(Some(b"line".to_vec())));
+        assert_eq!(
+            poll_once(Box::pin(std::future::pending()), 9),
+            Poll::Pending
+        );
     }
 }
