@@ -356,6 +356,10 @@ fn outcome_of(class: &str) -> &'static str {
 
 /// The first schema violation, naming the field by its JSON Pointer.
 fn first_schema_error(tool: &RegisteredTool, arguments: &Value) -> Option<String> {
+    // The common case, valid arguments, is answered without collecting errors.
+    if tool.validator.is_valid(arguments) {
+        return None;
+    }
     let error = tool.validator.iter_errors(arguments).next()?;
     let path = error.instance_path().to_string();
     let field = if path.is_empty() {

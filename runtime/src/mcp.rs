@@ -222,9 +222,11 @@ impl ServerHandler for McpServer {
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // Moved, not copied: they can be up to a mebibyte.
+        let arguments = request.arguments.take();
         // A 2026-era stdio session has no handshake: its first call hands
         // the session's peer to the edge instead.
         self.keep_session_peer(&context.peer);
@@ -258,7 +260,7 @@ impl ServerHandler for McpServer {
             });
         let call = CallRequest {
             name: &request.name,
-            arguments: request.arguments.clone(),
+            arguments,
             asking,
             idempotency_key,
         };

@@ -2,13 +2,12 @@
 //!
 //! rmcp's service loop hands every request through two channels and two
 //! tasks before the handler sees it, each hop a thread to wake. Once a
-//! session's handshake is done, the edge runs `tools/call` itself, through
-//! the same dispatch rmcp's loop calls (`Service::handle_request`, which
-//! checks the request's protocol metadata, then runs
-//! [`McpServer`]'s `call_tool`), on the reader
-//! thread for as long as the call needs nothing to wait for, so that a
-//! call that never waits costs no hand-off between threads at all (see
-//! [`HotPath::run`]). Everything else (the handshake, listings, pings,
+//! session is open, the edge runs `tools/call` itself, through the same
+//! dispatch rmcp's loop calls (`Service::handle_request`, which checks the
+//! request's protocol metadata, then runs [`McpServer`]'s `call_tool`), on
+//! the reader thread for as long as the call needs nothing to wait for, so
+//! that a call that never waits costs no hand-off between threads at all
+//! (see [`HotPath::run`]). Everything else (the handshake, listings, pings,
 //! answers to the server's own requests, and in a 2026-era session, which
 //! has no handshake, its first call) still goes through rmcp.
 

@@ -13,8 +13,9 @@
 //! - at most `stdio.max_in_flight` requests run at once: past that, input
 //!   is not read until a response goes out, so a client that stops reading
 //!   its responses stops being read, and memory stays bounded;
-//! - once the handshake is done, `tools/call` takes the [`hot`] path,
-//!   straight to the handler without rmcp's service loop;
+//! - once the session is open (the legacy handshake, or a 2026-era first
+//!   call), `tools/call` takes the [`hot`] path, through rmcp's dispatch
+//!   but not its service loop;
 //! - on shutdown (a signal, or the end of input) nothing more is read;
 //!   calls in flight get `server.shutdown_grace` to finish, then are
 //!   cancelled.
@@ -83,7 +84,7 @@ pub struct StdioEdge {
 
 impl StdioEdge {
     /// The transport over this process's stdin and stdout. `server` serves
-    /// the hot path once `peer` is set (by the handshake). `shutdown`
+    /// the hot path once `peer` is set (when the session opens). `shutdown`
     /// stops it reading; `service` is the token rmcp serves under,
     /// cancelled when the grace period runs out.
     pub fn new(
