@@ -83,8 +83,10 @@ def test_every_event_is_recorded_chained_signed_and_verifies(deployment):
     run_calls(deployment)
     found = records(directory)
     events = [r["event"] for r in found]
-    assert events[0] == "config_loaded" and events[1] == "list"
-    assert events[-2:] == ["stopped", "checkpoint"]
+    assert events[-1] == "checkpoint", events  # the one that closes the log
+    # The others come every 200 ms, wherever a slow start or call puts them.
+    flow = [event for event in events if event != "checkpoint"]
+    assert flow[0] == "config_loaded" and flow[1] == "list" and flow[-1] == "stopped", flow
     assert [r["seq"] for r in found] == list(range(len(found)))
     assert all(TS.match(r["ts"]) for r in found)
     config = found[0]["data"]
