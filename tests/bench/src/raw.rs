@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::stats::Samples;
-use crate::stdio::{ServerCommand, process_cpu};
+use crate::stdio::{ServerCommand, process_cpu, process_memory};
 use crate::{TRANSFORM_INPUT, TRANSFORM_OUTPUT};
 
 /// Rounds in which every session takes its turn.
@@ -148,14 +148,7 @@ impl RawSession {
 
     /// The server's resident set size now, in bytes.
     pub fn rss(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .context("no VmRSS in the process status")?;
-        Ok(kib * 1024)
+        process_memory(self.child.id(), "VmRSS")
     }
 
     /// CPU time the server has used so far.

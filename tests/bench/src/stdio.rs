@@ -287,12 +287,18 @@ pub async fn start_once(command: &ServerCommand, expected_tools: usize) -> Resul
 
 /// The peak resident set size of process `pid` so far, in bytes.
 pub fn process_peak_rss(pid: u32) -> Result<u64> {
+    process_memory(pid, "VmHWM")
+}
+
+/// One memory figure (`VmRSS`, `VmHWM`, ...) of process `pid`'s status,
+/// in bytes.
+pub fn process_memory(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .context("no VmHWM in the process status")?;
+        .with_context(|| format!("no {field} in the process status"))?;
     Ok(kib * 1024)
 }
