@@ -99,8 +99,27 @@ enum Command {
         #[command(subcommand)]
         command: crate::control_cli::AdminCommand,
     },
+    /// Check the runtime itself.
+    Selftest {
+        #[command(subcommand)]
+        command: SelftestCommand,
+    },
     /// Validate the config, every manifest and every component, then exit.
     Check {
+        /// Path to stockade.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// DEVELOPMENT ONLY: as for `serve`.
+        #[arg(long, value_name = "FILE")]
+        dev_secrets: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SelftestCommand {
+    /// Apply the serving process's confinement to this process, try what
+    /// it forbids, and report each attempt (exit 1 when any succeeds).
+    Confinement {
         /// Path to stockade.toml.
         #[arg(long, short)]
         config: PathBuf,
@@ -170,6 +189,38 @@ enum Transport {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init(cli.log_format);
+    // Confinement binds the calling thread and those it starts later, so it
+    // comes before the async runtime starts any.
+    let mut confined = None;
+    match &cli.command {
+        Command::Serve {
+            config,
+            dev_secrets,
+            http,
+            ..
+        } => match confine_serving(config, dev_secrets.as_deref(), *http) {
+            Ok(done) => confined = Some(done),
+            Err(err) => {
+                eprintln!("stockade: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::Selftest {
+            command:
+                SelftestCommand::Confinement {
+                    config,
+                    dev_secrets,
+                },
+        } => {
+            return crate::confine::selftest::run(config, dev_secrets.as_deref()).unwrap_or_else(
+                |err| {
+                    eprintln!("stockade: {err:#}");
+                    ExitCode::FAILURE
+                },
+            );
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,8 +252,10 @@ pub fn main() -> ExitCode {
                     http,
                     dev_api_key,
                 };
-                serve(&config, options).await
+                let confined = confined.take().context("the configuration was not read")?;
+                serve(&config, options, confined).await
             }
+            Command::Selftest { .. } => unreachable!("the self-test runs before the runtime"),
             Command::Apikey {
                 command:
                     ApikeyCommand::New {
@@ -254,6 +307,37 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A configuration read before serving, and the confinement applied for it.
+struct Confined {
+    /// The configuration.
+    config: StockadeConfig,
+    /// The manifests that did not load.
+    manifest_errors: Vec<crate::config::ConfigError>,
+    /// What the process kept, for checking reloads.
+    kept: crate::confine::plan::Kept,
+}
+
+/// Reads the configuration and confines the process to what it needs.
+fn confine_serving(
+    config_path: &Path,
+    dev_secrets: Option<&Path>,
+    http: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Confined> {
+    let (config, manifest_errors) = StockadeConfig::load(config_path)?;
+    let extras = crate::confine::plan::Extras { dev_secrets, http };
+    let plan = crate::confine::Plan::for_serving(config_path, &config, &manifest_errors, extras);
+    crate::confine::apply(&plan, config.server.require_confinement)?;
+    Ok(Confined {
+        config,
+        manifest_errors,
+        kept: crate::confine::plan::Kept {
+            plan,
+            dev_secrets: dev_secrets.map(Path::to_owned),
+            http,
+        },
+    })
+}
+
 /// Everything `load` brings up.
 struct Loaded {
     config: StockadeConfig,
@@ -286,11 +370,10 @@ enum Purpose {
 /// Loads config, sandbox and tools for `purpose`; returns the registry and
 /// every problem found.
 async fn load(
-    config_path: &Path,
+    (config, manifest_errors): (StockadeConfig, Vec<crate::config::ConfigError>),
     dev_secrets: Option<&Path>,
     purpose: Purpose,
 ) -> anyhow::Result<Loaded> {
-    let (config, manifest_errors) = StockadeConfig::load(config_path)?;
     let secrets = match (dev_secrets, &config.vault) {
         (Some(file), _) => Some(Arc::new(Backend::Dev(
             DevBackend::load(file).map_err(anyhow::Error::msg)?,
@@ -376,7 +459,12 @@ async fn lock(
         registry,
         problems,
         ..
-    } = load(config_path, dev_secrets, Purpose::Lock).await?;
+    } = load(
+        StockadeConfig::load(config_path)?,
+        dev_secrets,
+        Purpose::Lock,
+    )
+    .await?;
     if !problems.is_empty() {
         for problem in &problems {
             println!("FAIL {problem}");
@@ -415,7 +503,11 @@ struct ServeOptions {
     dev_api_key: bool,
 }
 
-async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config_path: &Path,
+    options: ServeOptions,
+    confined: Confined,
+) -> anyhow::Result<ExitCode> {
     let ServeOptions {
         transport,
         dev_secrets,
@@ -437,7 +529,12 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         metrics,
         limiters,
         max_memory_bytes,
-    } = load(config_path, dev_secrets.as_deref(), Purpose::Serve).await?;
+    } = load(
+        (confined.config, confined.manifest_errors),
+        dev_secrets.as_deref(),
+        Purpose::Serve,
+    )
+    .await?;
     let audit = audit.context("the audit trail was not opened")?;
     for problem in &problems {
         tracing::error!("tool refused: {problem}");
@@ -513,6 +610,7 @@ async fn serve(config_path: &Path, options: ServeOptions) -> anyhow::Result<Exit
         limiters,
         max_memory_bytes,
         versions,
+        confinement: confined.kept,
         busy: tokio::sync::Mutex::new(()),
     });
     control.set_reloader(reloader.clone());
@@ -722,7 +820,12 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 async fn check(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<ExitCode> {
     let Loaded {
         registry, problems, ..
-    } = load(config_path, dev_secrets, Purpose::Check).await?;
+    } = load(
+        StockadeConfig::load(config_path)?,
+        dev_secrets,
+        Purpose::Check,
+    )
+    .await?;
     for tool in registry.iter() {
         println!(
             "ok   {:<24} from {}",

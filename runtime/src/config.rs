@@ -167,6 +167,10 @@ pub struct ServerSettings {
     /// end of input before they are cancelled.
     #[serde(skip)]
     pub shutdown_grace: std::time::Duration,
+    /// Refuse to serve unless the kernel enforces every confinement rule
+    /// (default: serve with a warning).
+    #[serde(default)]
+    pub require_confinement: bool,
 }
 
 /// `[stdio]`: who the local stdio client is, for access checks, and the
@@ -269,6 +273,7 @@ impl Default for ServerSettings {
             queue_timeout: default_queue_timeout(),
             shutdown_grace_text: None,
             shutdown_grace: default_shutdown_grace(),
+            require_confinement: false,
         }
     }
 }

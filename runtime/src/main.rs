@@ -9,6 +9,7 @@ mod auth;
 mod call;
 mod cli;
 mod config;
+mod confine;
 mod control;
 mod control_cli;
 mod http;

@@ -87,6 +87,8 @@ pub struct Reloader {
     pub max_memory_bytes: u64,
     /// Where accepted configurations are kept.
     pub versions: VersionStore,
+    /// What the process kept at start: a reload may not need more.
+    pub confinement: crate::confine::plan::Kept,
     /// One reload at a time.
     pub busy: tokio::sync::Mutex<()>,
 }
@@ -123,6 +125,14 @@ impl Reloader {
         };
         let (config, manifest_errors) =
             StockadeConfig::load(&self.config_path).map_err(|e| refuse(e.to_string()))?;
+        if let Some(need) = self
+            .confinement
+            .shortfall(&self.config_path, &config, &manifest_errors)
+        {
+            return Err(refuse(format!(
+                "it needs {need}, which this process gave up at start (confinement); restart to serve it"
+            )));
+        }
         if let Some(manifest) = config
             .tools
             .iter()
