@@ -91,7 +91,7 @@ impl Plan {
         plan.read_dir_of(config_path, "the configuration (read again on reload)");
         for error in manifest_errors {
             if let Some(path) = error_path(error) {
-                plan.read_dir_of(path, "a tool manifest (read again on reload)");
+                plan.read_dir_of(path, &format!("a tool manifest that did not load: {error}"));
             }
         }
         for tool in &config.tools {

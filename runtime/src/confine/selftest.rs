@@ -54,16 +54,16 @@ pub fn run(config_path: &Path, dev_secrets: Option<&Path>) -> anyhow::Result<Exi
     println!("\nAttempts:");
     let mut failures = 0;
     for probe in &probes {
-        let (verdict, happened) = match (&probe.result, probe.should_pass) {
-            (Ok(()), true) => ("ok  ", "allowed".to_owned()),
-            (Err(err), false) if refused(err) => ("ok  ", format!("denied ({err})")),
-            (Ok(()), false) => ("FAIL", "allowed, but the rules forbid it".to_owned()),
-            (Err(err), _) => ("FAIL", format!("failed: {err}")),
+        let (verdict, happened, detail) = match (&probe.result, probe.should_pass) {
+            (Ok(()), true) => ("ok", "allowed", String::new()),
+            (Err(err), false) if refused(err) => ("ok", "denied", format!("  ({err})")),
+            (Ok(()), false) => ("FAIL", "allowed", "  (the rules forbid it)".to_owned()),
+            (Err(err), _) => ("FAIL", "failed", format!("  ({err})")),
         };
         if verdict == "FAIL" {
             failures += 1;
         }
-        println!("  {verdict}  {:<60} {happened}", probe.attempt);
+        println!("  {verdict:<4}  {happened:<7}  {}{detail}", probe.attempt);
     }
     let full = outcome.level == Level::Full;
     println!("\n{}", summary(&outcome, failures, probes.len(), full));
