@@ -12,6 +12,8 @@ mod config;
 mod confine;
 mod control;
 mod control_cli;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod hygiene;
 mod idempotency;

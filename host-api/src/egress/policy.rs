@@ -88,7 +88,24 @@ impl EgressRule {
         }
         let (host, port) = split_host_port(rest).ok_or_else(|| fail("bad host or port"))?;
         let port = port.unwrap_or(scheme.default_port());
+        // A request's host is matched without its trailing dots, so the
+        // entry's is too; a host no request can carry is refused here
+        // rather than left never to match.
         let host = host.to_ascii_lowercase();
+        let host = host.trim_end_matches('.').to_owned();
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '*'))
+        {
+            return Err(fail(
+                "a host holds only letters, digits, `-`, `_` and dots (an IPv6 address in brackets)",
+            ));
+        }
+        if !host.contains(':') && host.split('.').any(str::is_empty) {
+            return Err(fail(
+                "a host name has an empty label (`..` or a leading dot)",
+            ));
+        }
         let host = if let Some(suffix) = host.strip_prefix("*.") {
             if suffix.is_empty() || suffix.contains('*') || !suffix.contains('.') {
                 return Err(fail(
@@ -376,6 +393,12 @@ mod tests {
         assert_eq!(r.host, HostPattern::Exact("::1".into()));
         assert_eq!(r.port, 8080);
         assert_eq!(EgressRule::parse("https://x.io", false).unwrap().port, 443);
+        // Found by the fuzzed parser: trailing dots are dropped, as they
+        // are from a request's host, so such an entry matches.
+        for dotted in ["https://x.io.", "https://x.io.."] {
+            let rule = EgressRule::parse(dotted, false).unwrap();
+            assert_eq!(rule.host, HostPattern::Exact("x.io".into()));
+        }
         for bad in [
             "x.io",
             "https://x.io/path",
@@ -385,6 +408,10 @@ mod tests {
             "https://x.io:99999",
             "gopher://x.io",
             "https://*.com",
+            // Hosts no request can carry.
+            "https://.example.com",
+            "https://a b.example.com",
+            "https://a%2eexample.com",
         ] {
             assert!(EgressRule::parse(bad, false).is_err(), "{bad}");
         }

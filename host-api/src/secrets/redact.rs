@@ -201,10 +201,21 @@ impl Scrubber {
             return Vec::new();
         };
         let view = View::of(haystack);
-        let spans = automaton
+        let mut spans: Vec<Range<usize>> = automaton
             .find_overlapping_iter(&view.bytes)
             .map(|found| view.origin(found.start()..found.end()))
             .collect();
+        // The view reads escapes, and text around a verbatim run can make
+        // part of it read as one (`%` before a run that starts with two
+        // hex digits; a value that itself holds `\/`): so the haystack as
+        // it is is searched too, unless it has nothing the view decodes.
+        if view.bytes != haystack {
+            spans.extend(
+                automaton
+                    .find_overlapping_iter(haystack)
+                    .map(|found| found.start()..found.end()),
+            );
+        }
         merge(spans)
     }
 }
@@ -604,6 +615,35 @@ mod tests {
         let ordinary = "{\"rows\": [1, 2, 3], \"token\": \"Bearer\"}";
         assert_eq!(scrubber.scrub_text(ordinary), ordinary);
         assert!(scrubber.scrub(ordinary.as_bytes()).is_none());
+    }
+
+    /// Found by the fuzzed redactor: a value holding `\/` (or `%41`,
+    /// `&amp;`) echoed as it is reads shorter through the view, and so does
+    /// a run after a `%` when it starts with two hex digits: such runs
+    /// were never matched.
+    #[test]
+    fn a_verbatim_run_is_scrubbed_whatever_it_holds_or_follows() {
+        for value in [
+            "a!AAaaaaA!A!0a!0aaa0\\/a0a0AAA",
+            "pct%41%42%43-abcdefgh-%7e%7e",
+            "amp&amp;&lt;-qwertyuiop-&#x41;",
+            "a!Aa0a&a0a!A00AaAa!a!a!A!aAA",
+        ] {
+            let redactor = Redactor::default();
+            redactor.remember(&SecretValue::new(value.into()), value);
+            let scrubber = redactor.scrubber();
+            for start in 0..=value.len() - redactor.min_run() {
+                let run = &value[start..start + redactor.min_run()];
+                for text in [
+                    format!("echo {run} echo"),
+                    format!("%{run}&"),
+                    format!("\\{run}\\"),
+                ] {
+                    let out = scrubber.scrub_text(&text);
+                    assert!(!out.contains(run), "{value}: {run} -> {out}");
+                }
+            }
+        }
     }
 
     #[test]

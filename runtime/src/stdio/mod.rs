@@ -24,7 +24,7 @@
 //! standard output written by another ([`output`]): tokio's own stdin and
 //! stdout hand every read and write to its blocking pool and back.
 
-mod framing;
+pub(crate) mod framing;
 mod hot;
 mod output;
 
