@@ -5,11 +5,18 @@
 //! directory must be writable only by the account Stockade runs as; it is
 //! created with mode 0700. A stale or foreign artefact is refused by
 //! wasmtime's own compatibility check and recompiled.
+//!
+//! Crash safety: an artefact is written to a temporary file, synced and
+//! renamed into place, then its SHA-256 is written beside it the same way.
+//! It is loaded only when its bytes match that digest, from the very bytes
+//! that were checked; a missing or different digest (a crash between the
+//! two renames, a damaged disk) means a recompile.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -29,6 +36,7 @@ impl ArtifactCache {
             path: dir.to_owned(),
             reason: err.to_string(),
         })?;
+        sweep_temporaries(dir);
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
@@ -41,6 +49,26 @@ impl ArtifactCache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
+    /// The artefact's bytes when they match the digest written beside them.
+    fn verified(&self, path: &Path) -> Option<Vec<u8>> {
+        let sidecar = digest_path(path);
+        if !path.exists() || !self.is_private(path) || !self.is_private(&sidecar) {
+            return None;
+        }
+        let (Ok(bytes), Ok(expected)) = (std::fs::read(path), std::fs::read_to_string(&sidecar))
+        else {
+            return None;
+        };
+        if hex::encode(Sha256::digest(&bytes)) != expected.trim() {
+            tracing::warn!(
+                "recompiling: cached artefact {} does not match its digest",
+                path.display()
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
     /// Loads the compiled form of the component with `digest`, compiling
     /// `bytes` and storing the result when there is no usable artefact.
     /// Returns the component and whether it came from the cache.
@@ -51,11 +79,12 @@ impl ArtifactCache {
         bytes: &[u8],
     ) -> Result<(Component, bool), SandboxError> {
         let path = self.path_for(digest);
-        if path.exists() && self.is_private(&path) {
-            // SAFETY: the artefact was written by `store` below for this
-            // digest and engine; wasmtime checks the engine compatibility
-            // before using it, and the directory is private to this account.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+        if let Some(artefact) = self.verified(&path) {
+            // SAFETY: these bytes are the ones `store` below wrote for this
+            // digest and engine (they match the digest it wrote after
+            // them); wasmtime checks the engine compatibility before using
+            // them, and the directory is private to this account.
+            match unsafe { Component::deserialize(engine, &artefact) } {
                 Ok(component) => return Ok((component, true)),
                 Err(err) => tracing::warn!("recompiling: cached artefact unusable: {err}"),
             }
@@ -91,9 +120,20 @@ impl ArtifactCache {
 
     fn store(&self, path: &Path, component: &Component) -> Result<(), String> {
         let bytes = component.serialize().map_err(|e| format!("{e:#}"))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        self.replace(path, &bytes)?;
+        self.replace(&digest_path(path), digest.as_bytes())?;
+        std::fs::File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Writes `bytes` to `path` whole or not at all: a synced temporary
+    /// file renamed over it.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {
         let (tmp_path, mut file) = tempfile_in(&self.dir).map_err(|e| e.to_string())?;
         let written = file
-            .write_all(&bytes)
+            .write_all(bytes)
             .and_then(|()| file.sync_all())
             .and_then(|()| std::fs::rename(&tmp_path, path));
         if let Err(err) = written {
@@ -101,6 +141,35 @@ impl ArtifactCache {
             return Err(err.to_string());
         }
         Ok(())
+    }
+}
+
+/// Where the digest of the artefact at `path` is kept.
+fn digest_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Temporary files older than this were left by a process that died while
+/// writing (a compile takes seconds); younger ones may be another
+/// process's, still being written.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes temporary files a crashed process left in `dir`.
+fn sweep_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(".tmp-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > STALE_AFTER));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -133,4 +202,79 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest component: a header and nothing else.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    fn cache() -> (PathBuf, Engine, ArtifactCache) {
+        let dir = std::env::temp_dir().join(format!(
+            "stockade-cache-test-{}-{:x}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let engine = Engine::default();
+        let cache = ArtifactCache::open(&dir, &engine).unwrap();
+        (dir, engine, cache)
+    }
+
+    fn from_cache(engine: &Engine, cache: &ArtifactCache) -> bool {
+        cache
+            .load_or_compile(engine, "d", EMPTY_COMPONENT)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn an_artefact_is_loaded_only_while_it_matches_its_digest() {
+        let (dir, engine, cache) = cache();
+        let path = cache.path_for("d");
+        assert!(!from_cache(&engine, &cache), "nothing cached yet");
+        assert!(
+            from_cache(&engine, &cache),
+            "written whole, with its digest"
+        );
+
+        // One byte changed: recompiled, and the good artefact written back.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(!from_cache(&engine, &cache));
+        assert!(from_cache(&engine, &cache));
+
+        // Cut short (a crash with no atomic rename would leave this).
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+        assert!(!from_cache(&engine, &cache));
+
+        // The digest missing (a crash between the two renames).
+        std::fs::remove_file(digest_path(&path)).unwrap();
+        assert!(!from_cache(&engine, &cache));
+        assert!(from_cache(&engine, &cache));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_are_swept_and_fresh_ones_kept() {
+        let (dir, engine, _) = cache();
+        let stale = dir.join(".tmp-1-dead");
+        let fresh = dir.join(".tmp-2-busy");
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::write(&fresh, b"half").unwrap();
+        let old = std::time::SystemTime::now() - 2 * STALE_AFTER;
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        ArtifactCache::open(&dir, &engine).unwrap();
+        assert!(!stale.exists() && fresh.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

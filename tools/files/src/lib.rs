@@ -68,6 +68,10 @@ struct WriteArgs {
     /// Append instead of replacing.
     #[serde(default)]
     append: bool,
+    /// Replace the file whole or not at all: write a temporary file beside
+    /// it, then rename it over the file (not with `append`).
+    #[serde(default)]
+    atomic: bool,
 }
 
 fn io_error(path: &str, err: std::io::Error) -> ToolError {
@@ -160,6 +164,9 @@ fn search_file(path: &Path, pattern: &str, limit: usize, matches: &mut Vec<Strin
 }
 
 fn write(args: WriteArgs) -> Result<Output, ToolError> {
+    if args.atomic {
+        return write_atomically(args);
+    }
     let mut file = fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -171,6 +178,33 @@ fn write(args: WriteArgs) -> Result<Output, ToolError> {
         .map_err(|e| io_error(&args.path, e))?;
     Ok(Output::text(format!(
         "wrote {} bytes to {}",
+        args.content.len(),
+        args.path
+    )))
+}
+
+/// Writes `.NAME.partial` beside the file, syncs it, and renames it over
+/// the file: a reader (or a restart after a crash) sees the old file or the
+/// new one, never part of it.
+fn write_atomically(args: WriteArgs) -> Result<Output, ToolError> {
+    if args.append {
+        return Err(ToolError::InvalidInput(
+            "`atomic` replaces the file whole; it cannot `append`".into(),
+        ));
+    }
+    let target = Path::new(&args.path);
+    let name = target
+        .file_name()
+        .ok_or_else(|| ToolError::InvalidInput(format!("{}: not a file name", args.path)))?;
+    let partial = target.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let shown = partial.display().to_string();
+    let mut file = fs::File::create(&partial).map_err(|e| io_error(&shown, e))?;
+    file.write_all(args.content.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&shown, e))?;
+    fs::rename(&partial, target).map_err(|e| io_error(&args.path, e))?;
+    Ok(Output::text(format!(
+        "wrote {} bytes to {} (atomically)",
         args.content.len(),
         args.path
     )))
