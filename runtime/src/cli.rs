@@ -99,6 +99,13 @@ enum Command {
         #[command(subcommand)]
         command: crate::control_cli::AdminCommand,
     },
+    /// Print the CycloneDX SBOM of what a configuration serves: the runtime
+    /// and every component, with digests.
+    Sbom {
+        /// Path to stockade.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Check the runtime itself.
     Selftest {
         #[command(subcommand)]
@@ -256,6 +263,7 @@ pub fn main() -> ExitCode {
                 serve(&config, options, confined).await
             }
             Command::Selftest { .. } => unreachable!("the self-test runs before the runtime"),
+            Command::Sbom { config } => crate::sbom::print(&config),
             Command::Apikey {
                 command:
                     ApikeyCommand::New {

@@ -26,6 +26,7 @@ mod metrics;
 mod policy;
 mod registry;
 mod reload;
+mod sbom;
 mod secrets;
 mod stdio;
 mod units;

