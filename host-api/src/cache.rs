@@ -8,9 +8,10 @@
 //!
 //! Crash safety: an artefact is written to a temporary file, synced and
 //! renamed into place, then its SHA-256 is written beside it the same way.
-//! It is loaded only when its bytes match that digest, from the very bytes
-//! that were checked; a missing or different digest (a crash between the
-//! two renames, a damaged disk) means a recompile.
+//! It is loaded only when its bytes match that digest; a missing or
+//! different digest (a crash between the two renames, a damaged disk)
+//! means a recompile. The digest guards against accidents: whoever can
+//! write the (private) directory can rewrite both files.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
@@ -49,24 +50,24 @@ impl ArtifactCache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
-    /// The artefact's bytes when they match the digest written beside them.
-    fn verified(&self, path: &Path) -> Option<Vec<u8>> {
+    /// Whether the artefact at `path` matches the digest written beside it.
+    fn verified(&self, path: &Path) -> bool {
         let sidecar = digest_path(path);
         if !path.exists() || !self.is_private(path) || !self.is_private(&sidecar) {
-            return None;
+            return false;
         }
-        let (Ok(bytes), Ok(expected)) = (std::fs::read(path), std::fs::read_to_string(&sidecar))
+        let (Ok(actual), Ok(expected)) = (file_digest(path), std::fs::read_to_string(&sidecar))
         else {
-            return None;
+            return false;
         };
-        if hex::encode(Sha256::digest(&bytes)) != expected.trim() {
+        let matches = actual == expected.trim();
+        if !matches {
             tracing::warn!(
                 "recompiling: cached artefact {} does not match its digest",
                 path.display()
             );
-            return None;
         }
-        Some(bytes)
+        matches
     }
 
     /// Loads the compiled form of the component with `digest`, compiling
@@ -79,12 +80,13 @@ impl ArtifactCache {
         bytes: &[u8],
     ) -> Result<(Component, bool), SandboxError> {
         let path = self.path_for(digest);
-        if let Some(artefact) = self.verified(&path) {
-            // SAFETY: these bytes are the ones `store` below wrote for this
-            // digest and engine (they match the digest it wrote after
-            // them); wasmtime checks the engine compatibility before using
-            // them, and the directory is private to this account.
-            match unsafe { Component::deserialize(engine, &artefact) } {
+        if self.verified(&path) {
+            // SAFETY: the file is the one `store` below wrote for this
+            // digest and engine (it matches the digest written after it,
+            // and files here are only ever replaced whole, by rename);
+            // wasmtime checks the engine compatibility before using it,
+            // and the directory is private to this account.
+            match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, true)),
                 Err(err) => tracing::warn!("recompiling: cached artefact unusable: {err}"),
             }
@@ -141,6 +143,20 @@ impl ArtifactCache {
             return Err(err.to_string());
         }
         Ok(())
+    }
+}
+
+/// The SHA-256 of the file at `path`, read in pieces.
+fn file_digest(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 256 << 10];
+    loop {
+        match file.read(&mut buffer)? {
+            0 => return Ok(hex::encode(hasher.finalize())),
+            read => hasher.update(&buffer[..read]),
+        }
     }
 }
 

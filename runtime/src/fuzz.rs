@@ -20,6 +20,7 @@ use stockade_host_api::egress::{EgressPolicy, EgressRule, HostPattern, classify}
 use stockade_host_api::secrets::SecretValue;
 use stockade_host_api::secrets::redact::Redactor;
 
+use crate::auth::jwt::JwtVerifier;
 use crate::stdio::framing::{Verdict, judge, recover_id};
 
 /// Fragments worth splicing into any of the inputs: delimiters, escapes,
@@ -213,8 +214,123 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A verifier whose issuer publishes one Ed25519 key (from a loopback
+/// server), the tokens signed with it, and the runtime they run on.
+struct Issuer {
+    runtime: tokio::runtime::Runtime,
+    verifier: JwtVerifier,
+    /// The one token that passes.
+    valid: String,
+    /// Seeds: the valid token and signed tokens each wrong in one way.
+    seeds: Vec<String>,
+}
+
+const ISSUER: &str = "http://127.0.0.1/issuer";
+const AUDIENCE: &str = "http://127.0.0.1/mcp";
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn issuer() -> &'static Issuer {
+    static ISSUER_ONCE: std::sync::OnceLock<Issuer> = std::sync::OnceLock::new();
+    ISSUER_ONCE.get_or_init(|| {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let key = || {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+            Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+        };
+        let (pair, attacker) = (key(), key());
+        let jwks = serde_json::json!({ "keys": [{
+            "kty": "OKP", "crv": "Ed25519", "kid": "k1", "alg": "EdDSA", "use": "sig",
+            "x": b64(pair.public_key().as_ref()),
+        }]});
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                async move { axum::Json(jwks) }
+            }),
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let settings = crate::auth::settings::OAuthSettings {
+            issuer: ISSUER.into(),
+            jwks_uri: Some(format!("http://127.0.0.1:{port}/jwks")),
+            algorithms: vec![jsonwebtoken::Algorithm::EdDSA, jsonwebtoken::Algorithm::RS256],
+            token_types: vec![],
+            groups_claim: "groups".into(),
+            leeway: std::time::Duration::from_secs(30),
+            jwks_refresh: std::time::Duration::from_secs(3600),
+            scopes_supported: vec![],
+            introspection: None,
+        };
+        let verifier = JwtVerifier::new(settings, AUDIENCE.into()).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let sign_with = |key: &Ed25519KeyPair, header: &Value, claims: &Value| {
+            let text = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+            format!("{text}.{}", b64(key.sign(text.as_bytes()).as_ref()))
+        };
+        let sign = |header: Value, claims: Value| sign_with(&pair, &header, &claims);
+        let header = serde_json::json!({ "alg": "EdDSA", "kid": "k1", "typ": "at+jwt" });
+        let claims = serde_json::json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "ann", "exp": now + 3600, "iat": now, "scope": "tools",
+        });
+        let with = |mut value: Value, key: &str, new: Value| {
+            value[key] = new;
+            value
+        };
+        let valid = sign(header.clone(), claims.clone());
+        let seeds = vec![
+            valid.clone(),
+            sign(with(header.clone(), "alg", "none".into()), claims.clone()),
+            sign(with(header.clone(), "alg", "RS256".into()), claims.clone()),
+            sign(with(header.clone(), "alg", "HS256".into()), claims.clone()),
+            sign(with(header.clone(), "kid", "k2".into()), claims.clone()),
+            sign(with(header.clone(), "crit", serde_json::json!(["exp"])), claims.clone()),
+            // Signed by another key, which the header points at (never
+            // fetched), or simply claims as `k1`.
+            sign_with(&attacker, &with(header.clone(), "jku", "http://127.0.0.1:9/evil".into()), &claims),
+            sign_with(&attacker, &header, &claims),
+            sign(header.clone(), with(claims.clone(), "exp", (now - 3600).into())),
+            sign(header.clone(), with(claims.clone(), "iat", (now + 3600).into())),
+            sign(header.clone(), with(claims.clone(), "aud", "http://elsewhere/mcp".into())),
+            sign(header.clone(), with(claims.clone(), "iss", "http://127.0.0.1/other".into())),
+            sign(header.clone(), with(claims.clone(), "nbf", (now + 3600).into())),
+            format!("{}.{}.", b64(br#"{"alg":"none"}"#), valid.split('.').nth(1).unwrap()),
+        ];
+        Issuer { runtime, verifier, valid, seeds }
+    })
+}
+
+/// Signed tokens, each edited a few times.
+fn mutated_tokens() -> impl Strategy<Value = String> {
+    let seeds = issuer().seeds.clone();
+    (0..seeds.len(), prop::collection::vec(edit(), 0..4)).prop_map(move |(seed, edits)| {
+        String::from_utf8_lossy(&apply(seeds[seed].clone().into_bytes(), &edits)).into_owned()
+    })
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// Bearer JWTs: only the one token signed by the issuer's key with
+    /// every claim right passes, and only unchanged (its signature's text
+    /// may differ only where base64 decodes to the same bytes); every other
+    /// seed, each wrong in one way, and every edit are refused.
+    #[test]
+    fn jwt_tokens(token in mutated_tokens()) {
+        let issuer = issuer();
+        let verdict = issuer.runtime.block_on(issuer.verifier.verify(&token));
+        if verdict.is_ok() {
+            let signed = |t: &str| t.rsplit_once('.').map(|(text, _)| text.to_owned());
+            prop_assert_eq!(signed(&token), signed(&issuer.valid), "accepted {}", token);
+        }
+    }
 
     /// Manifests: every error names the file; nothing panics.
     #[test]
