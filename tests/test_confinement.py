@@ -22,7 +22,7 @@ def confined_tools(deployment, tmp_path):
     deployment.add_tool(
         "files",
         "files",
-        fs={"/data": {"host": str(data), "mode": "ro"}, "/work": {"host": str(work), "mode": "rw"}},
+        fs={"/data": {"host": str(data), "mode": "ro"}, "/scratch": {"host": str(work), "mode": "rw"}},
     )
     deployment.add_tool("fetch", "fetch", egress={"allow": [{"url": "https://api.example.com:8443"}]})
     deployment.add_tool("text-kit", "text_kit")
@@ -55,7 +55,7 @@ async def test_selftest_attacks_every_rule_and_each_attack_is_refused(deployment
     assert "confinement holds" in run.stdout
     # What stays reachable is listed, with the reason for each.
     reachable = run.stdout.split("Reachable")[1].split("Attempts:")[0]
-    assert f"read-write  {work}  (tool files: fs grant /work)" in reachable
+    assert f"read-write  {work}  (tool files: fs grant /scratch)" in reachable
     assert f"read        {data}  (tool files: fs grant /data)" in reachable
     assert "connect     TCP port 8443  (tool fetch: egress)" in reachable
     assert "bind" not in reachable  # stdio serves on no port
@@ -92,7 +92,7 @@ async def test_the_serving_process_is_confined_and_a_reload_cannot_widen_it(depl
     outside = tmp_path.parent / f"{tmp_path.name}-outside"
     outside.mkdir()
     async with deployment.client() as client:
-        result = await client.call_tool("write_file", {"path": "/work/out.txt", "content": "kept"})
+        result = await client.call_tool("write_file", {"path": "/scratch/out.txt", "content": "kept"})
         assert not result.is_error, text_of(result)
         assert (work / "out.txt").read_text() == "kept"
 
