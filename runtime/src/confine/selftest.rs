@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::plan::{Extras, Plan};
@@ -150,7 +150,7 @@ fn attempt(
         true,
         std::fs::read(config_path).map(drop),
     );
-    let config_dir = absolute_parent(config_path);
+    let config_dir = super::plan::directory_of(config_path);
     let mut write_targets = vec![config_dir, std::env::temp_dir()];
     for tool in &config.tools {
         for grant in &tool.fs {
@@ -231,9 +231,4 @@ fn signal_probe(pid: u32) -> std::io::Result<()> {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }
-}
-
-fn absolute_parent(file: &Path) -> PathBuf {
-    let absolute = file.canonicalize().unwrap_or_else(|_| file.to_owned());
-    absolute.parent().unwrap_or(&absolute).to_owned()
 }
