@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+mod polyglot;
 mod sbom;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -142,6 +143,7 @@ fn build(root: &Path) -> Result<()> {
         tools.args(["-p", &name]);
     }
     run(&mut tools)?;
+    polyglot::build_all(root, WASM_TARGET)?;
     run(Command::new("cargo").args(["build", "--release", "-p", "stockade"]))?;
     sbom::write_all(root, WASM_TARGET, &tool_packages(root)?)?;
     refresh_digests(&root.join("examples"))?;
