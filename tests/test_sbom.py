@@ -11,6 +11,8 @@ import json
 import subprocess
 import tomllib
 
+import pytest
+
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
@@ -66,8 +68,9 @@ def test_sbom_prints_the_served_set_with_digests():
     assert runtime["hashes"] == [{"alg": "SHA-256", "content": hashlib.sha256(BINARY.read_bytes()).hexdigest()}]
     assert "wasmtime" in crates(runtime["components"])
     by_name = {c["name"]: c for c in components}
-    assert set(by_name) == {"fetch", "files", "text-kit"}
-    for stem, name in [("fetch", "fetch"), ("files", "files"), ("text_kit", "text-kit")]:
+    assert set(by_name) == {"fetch", "files", "text-kit", "py-summarise", "js-links"}
+    for stem, name in [("fetch", "fetch"), ("files", "files"), ("text_kit", "text-kit"),
+                       ("py_summarise", "py-summarise"), ("js_links", "js-links")]:
         component = by_name[name]
         assert component["hashes"] == [{"alg": "SHA-256", "content": sha256(wasm(stem))}]
         properties = {p["name"]: p["value"] for p in component["properties"]}
@@ -76,6 +79,22 @@ def test_sbom_prints_the_served_set_with_digests():
         assert crates(component["components"]) == crates(beside["components"])
     tools = {p["name"]: p["value"] for p in by_name["fetch"]["properties"]}["stockade:tools"]
     assert tools == "fetch, demo-api"  # one component, two manifests
+
+
+@pytest.mark.parametrize(
+    ("stem", "sdk", "compiler", "purl"),
+    [
+        ("py_summarise", "stockade-sdk-python", "componentize-py", "pkg:pypi/componentize-py@0.25.1"),
+        ("js_links", "stockade-sdk-js", "@bytecodealliance/componentize-js",
+         "pkg:npm/%40bytecodealliance/componentize-js@0.23.0"),
+    ],
+)
+def test_python_and_javascript_tools_carry_their_sdk_and_compiler(stem, sdk, compiler, purl):
+    beside = valid(wasm(stem).with_suffix(".cdx.json").read_text())
+    listed = {c["name"]: c for c in beside["components"]}
+    assert set(listed) == {sdk, compiler}
+    assert listed[compiler]["purl"] == purl
+    assert json.dumps(beside, separators=(",", ":")).encode() in wasm(stem).read_bytes()
 
 
 def test_a_component_that_does_not_match_its_pin_is_named(deployment):

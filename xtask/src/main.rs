@@ -143,9 +143,10 @@ fn build(root: &Path) -> Result<()> {
         tools.args(["-p", &name]);
     }
     run(&mut tools)?;
-    polyglot::build_all(root, WASM_TARGET)?;
+    let polyglot = polyglot::build_all(root, WASM_TARGET)?;
     run(Command::new("cargo").args(["build", "--release", "-p", "stockade"]))?;
     sbom::write_all(root, WASM_TARGET, &tool_packages(root)?)?;
+    sbom::write_polyglot(root, &polyglot)?;
     refresh_digests(&root.join("examples"))?;
     Ok(())
 }

@@ -18,8 +18,12 @@ use anyhow::{Context, Result, bail};
 
 use crate::run;
 
-/// The Python component compiler, from PyPI.
-const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+/// The version of componentize-py, the Python component compiler (PyPI).
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
+/// The version of componentize-js, the JavaScript component compiler (npm),
+/// as `tools/sdk-js/package.json` pins it.
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 
 /// The virtual environment that holds [`COMPONENTIZE_PY`].
 const PY_VENV: &str = ".stockade/componentize-py";
@@ -86,11 +90,12 @@ pub fn tools(root: &Path, wasm_target: &str) -> Result<Vec<PolyglotTool>> {
     Ok(found)
 }
 
-/// Builds every tool whose component is missing or older than its sources.
-pub fn build_all(root: &Path, wasm_target: &str) -> Result<()> {
+/// Builds every tool whose component is missing or older than its sources,
+/// and returns them all.
+pub fn build_all(root: &Path, wasm_target: &str) -> Result<Vec<PolyglotTool>> {
     let tools = tools(root, wasm_target)?;
     if tools.is_empty() {
-        return Ok(());
+        return Ok(tools);
     }
     let wit = assemble_wit(root)?;
     for tool in &tools {
@@ -118,7 +123,7 @@ pub fn build_all(root: &Path, wasm_target: &str) -> Result<()> {
             Language::JavaScript => build_javascript(root, &wit, tool)?,
         }
     }
-    Ok(())
+    Ok(tools)
 }
 
 /// `target/polyglot-wit`: `wit/stockade.wit`, the SDKs' worlds
@@ -205,20 +210,34 @@ fn newest(dirs: &[&Path]) -> Result<SystemTime> {
 fn componentize_py(root: &Path) -> Result<PathBuf> {
     let venv = root.join(PY_VENV);
     let binary = venv.join("bin/componentize-py");
-    if binary.exists() {
+    if binary.exists() && has_dist_info(&venv, COMPONENTIZE_PY_VERSION)? {
         return Ok(binary);
     }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-        .context("python3 with venv is needed to build the Python tools")?;
-    run(Command::new(venv.join("bin/python")).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        COMPONENTIZE_PY,
-    ]))?;
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 with venv is needed to build the Python tools")?;
+    }
+    run(Command::new(venv.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}")))?;
     Ok(binary)
+}
+
+/// Whether the virtual environment holds componentize-py `version`.
+fn has_dist_info(venv: &Path, version: &str) -> Result<bool> {
+    let wanted = format!("componentize_py-{version}.dist-info");
+    for entry in std::fs::read_dir(venv.join("lib"))? {
+        if entry?.path().join("site-packages").join(&wanted).is_dir() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn build_python(root: &Path, wit: &Path, tool: &PolyglotTool) -> Result<()> {
@@ -239,6 +258,12 @@ fn build_python(root: &Path, wit: &Path, tool: &PolyglotTool) -> Result<()> {
 /// componentize-js from `tools/sdk-js/package.json`, installed when missing.
 fn componentize_js(root: &Path) -> Result<PathBuf> {
     let sdk = root.join("tools/sdk-js");
+    let pinned = std::fs::read_to_string(sdk.join("package.json"))?;
+    if !pinned.contains(&format!(
+        "\"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS_VERSION}\""
+    )) {
+        bail!("tools/sdk-js/package.json does not pin componentize-js {COMPONENTIZE_JS_VERSION}");
+    }
     let binary = sdk.join("node_modules/.bin/componentize-js");
     if binary.exists() {
         return Ok(binary);

@@ -10,6 +10,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::polyglot::{self, Language, PolyglotTool};
+
 /// The custom section of a component that holds its SBOM.
 pub const SECTION: &str = "stockade:sbom";
 
@@ -30,6 +32,68 @@ pub fn write_all(root: &Path, wasm_target: &str, tools: &[String]) -> Result<()>
         embed(&wasm, serde_json::to_vec(&bom)?.as_slice())?;
     }
     Ok(())
+}
+
+/// Writes and embeds the SBOM of every Python and JavaScript tool: the
+/// tool, the Stockade SDK it is written on and the compiler that built it,
+/// which carries the language's engine (CPython for componentize-py,
+/// SpiderMonkey for componentize-js).
+pub fn write_polyglot(root: &Path, tools: &[PolyglotTool]) -> Result<()> {
+    let version = workspace_version(root)?;
+    for tool in tools {
+        let name = tool
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("tool directory name is not UTF-8")?;
+        let (sdk, compiler) = match tool.language {
+            Language::Python => (
+                json!({ "type": "library", "bom-ref": format!("stockade-sdk-python@{version}"),
+                        "name": "stockade-sdk-python", "version": version,
+                        "licenses": [{ "expression": "Apache-2.0" }] }),
+                json!({ "type": "application", "bom-ref": format!("componentize-py@{}", polyglot::COMPONENTIZE_PY_VERSION),
+                        "name": "componentize-py", "version": polyglot::COMPONENTIZE_PY_VERSION,
+                        "purl": format!("pkg:pypi/componentize-py@{}", polyglot::COMPONENTIZE_PY_VERSION),
+                        "licenses": [{ "expression": "Apache-2.0 WITH LLVM-exception" }] }),
+            ),
+            Language::JavaScript => (
+                json!({ "type": "library", "bom-ref": format!("stockade-sdk-js@{version}"),
+                        "name": "stockade-sdk-js", "version": version,
+                        "licenses": [{ "expression": "Apache-2.0" }] }),
+                json!({ "type": "application", "bom-ref": format!("@bytecodealliance/componentize-js@{}", polyglot::COMPONENTIZE_JS_VERSION),
+                        "name": "@bytecodealliance/componentize-js", "version": polyglot::COMPONENTIZE_JS_VERSION,
+                        "purl": format!("pkg:npm/%40bytecodealliance/componentize-js@{}", polyglot::COMPONENTIZE_JS_VERSION),
+                        "licenses": [{ "expression": "Apache-2.0 WITH LLVM-exception" }] }),
+            ),
+        };
+        let tool_ref = format!("{name}@{version}");
+        let bom = json!({
+            "bomFormat": "CycloneDX",
+            "specVersion": SPEC_VERSION,
+            "version": 1,
+            "metadata": {
+                "tools": { "components": [{ "type": "application", "name": "cargo xtask build" }] },
+                "component": { "type": "application", "bom-ref": tool_ref, "name": name, "version": version },
+            },
+            "components": [sdk, compiler],
+            "dependencies": [
+                { "ref": tool_ref, "dependsOn": [sdk["bom-ref"], compiler["bom-ref"]] },
+            ],
+        });
+        write_json(&tool.wasm.with_extension("cdx.json"), &bom)?;
+        embed(&tool.wasm, serde_json::to_vec(&bom)?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The `version` of `[workspace.package]`.
+fn workspace_version(root: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .map(str::to_owned)
+        .context("no workspace version in Cargo.toml")
 }
 
 /// The crate graph of the workspace as built for one target.
