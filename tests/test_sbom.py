@@ -68,7 +68,8 @@ def test_sbom_prints_the_served_set_with_digests():
     assert runtime["hashes"] == [{"alg": "SHA-256", "content": hashlib.sha256(BINARY.read_bytes()).hexdigest()}]
     assert "wasmtime" in crates(runtime["components"])
     by_name = {c["name"]: c for c in components}
-    assert set(by_name) == {"fetch", "files", "text-kit", "py-summarise", "js-links"}
+    assert set(by_name) == {"fetch", "files", "text-kit", "py-summarise", "js-links",
+                            "plain-exports", "js-plain-exports"}
     for stem, name in [("fetch", "fetch"), ("files", "files"), ("text_kit", "text-kit"),
                        ("py_summarise", "py-summarise"), ("js_links", "js-links")]:
         component = by_name[name]

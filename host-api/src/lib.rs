@@ -196,7 +196,7 @@ pub enum SandboxError {
     #[error("cannot compile component: {0}")]
     Compile(String),
     /// The component does not fit a known contract or imports something not granted.
-    #[error("component does not fit the stockade:tool contract: {0}")]
+    #[error("component does not fit a contract Stockade serves: {0}")]
     Contract(String),
     /// The component's tool list was unusable.
     #[error("cannot list the component's tools: {0}")]

@@ -281,14 +281,19 @@ fn componentize_js(root: &Path) -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// A tool with a `wit/` directory of its own (a component for Wassette-style
+/// hosts, whose exported functions are its tools) is built against its only
+/// world; any other against the SDK's `js-tool` world.
 fn build_javascript(root: &Path, wit: &Path, tool: &PolyglotTool) -> Result<()> {
     let compiler = componentize_js(root)?;
-    run(Command::new(compiler)
-        .arg(tool.dir.join("tool.js"))
-        .arg("--wit")
-        .arg(wit)
-        .args(["--world-name", "js-tool"])
-        .arg("--out")
-        .arg(&tool.wasm))
-    .with_context(|| format!("building the JavaScript tool {}", tool.dir.display()))
+    let own_wit = tool.dir.join("wit");
+    let mut command = Command::new(compiler);
+    command.arg(tool.dir.join("tool.js")).arg("--wit");
+    if own_wit.is_dir() {
+        command.arg(own_wit);
+    } else {
+        command.arg(wit).args(["--world-name", "js-tool"]);
+    }
+    run(command.arg("--out").arg(&tool.wasm))
+        .with_context(|| format!("building the JavaScript tool {}", tool.dir.display()))
 }

@@ -1,8 +1,11 @@
 //! The seam between a component's own contract and the host's view of a
 //! tool. Everything that turns a component into descriptors and runs a call
-//! lives here; another contract (e.g. components whose every export is a
-//! tool) is one more variant and module beside this one, inside the same
-//! sandbox, limits and policy.
+//! lives here, one variant per contract, all inside the same sandbox,
+//! limits and policy: the `stockade:tool` world (this module), and
+//! components whose exported functions are tools ([`exports`]).
+
+mod exports;
+mod wit_json;
 
 use serde_json::Value;
 use wasmtime::Store;
@@ -28,7 +31,12 @@ use bindings::stockade::tool::types;
 pub(crate) enum ContractPre {
     /// The `stockade:tool` world.
     Stockade(bindings::ToolComponentPre<CallState>),
+    /// Every exported function is a tool (components built for Wassette).
+    Exports(exports::ExportsPre),
 }
+
+/// The export that marks a `stockade:tool` component.
+const STOCKADE_EXPORT: &str = "stockade:tool/tool@0.1.0";
 
 /// Adds the host side of every contract's own imports to the linker.
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
@@ -40,6 +48,9 @@ pub(crate) fn prepare(
     linker: &Linker<CallState>,
     component: &Component,
 ) -> wasmtime::Result<ContractPre> {
+    if component.get_export_index(None, STOCKADE_EXPORT).is_none() {
+        return Ok(ContractPre::Exports(exports::prepare(linker, component)?));
+    }
     let pre = linker.instantiate_pre(component)?;
     Ok(ContractPre::Stockade(bindings::ToolComponentPre::new(pre)?))
 }
@@ -70,6 +81,7 @@ pub(crate) async fn describe(
             let list = instance.stockade_tool_tool().call_list(&mut *store).await?;
             Ok(list.into_iter().map(descriptor).collect())
         }
+        ContractPre::Exports(pre) => Ok(Ok(exports::describe(pre))),
     }
 }
 
@@ -89,6 +101,7 @@ pub(crate) async fn invoke(
                 .await?;
             Ok(result.map(output).map_err(failure))
         }
+        ContractPre::Exports(pre) => exports::invoke(pre, store, name, arguments).await,
     }
 }
 
