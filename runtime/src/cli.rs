@@ -106,6 +106,22 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Translate a Wassette `policy.yaml` into a Stockade manifest for a
+    /// component (storage, network and memory grants; environment variables
+    /// are named, not passed).
+    ImportPolicy {
+        /// The Wassette policy file.
+        policy: PathBuf,
+        /// The component the manifest serves (its digest is pinned).
+        #[arg(long)]
+        component: PathBuf,
+        /// The tool's name (default: the component's file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to write the manifest (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Check the runtime itself.
     Selftest {
         #[command(subcommand)]
@@ -264,6 +280,12 @@ pub fn main() -> ExitCode {
             }
             Command::Selftest { .. } => unreachable!("the self-test runs before the runtime"),
             Command::Sbom { config } => crate::sbom::print(&config),
+            Command::ImportPolicy {
+                policy,
+                component,
+                name,
+                out,
+            } => crate::import_policy::run(&policy, &component, name.as_deref(), out.as_deref()),
             Command::Apikey {
                 command:
                     ApikeyCommand::New {

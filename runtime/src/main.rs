@@ -17,6 +17,7 @@ mod fuzz;
 mod http;
 mod hygiene;
 mod idempotency;
+mod import_policy;
 mod lint;
 mod lock;
 mod logging;
