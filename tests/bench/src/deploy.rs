@@ -163,6 +163,23 @@ pub fn write_examples(artifacts: &Artifacts, dir: &Path) -> Result<Vec<String>> 
     ])
 }
 
+/// Writes a manifest `<name>.toml` for component `stem` with the default
+/// limits and no grants into `dir`, and returns its file name.
+pub fn write_single(artifacts: &Artifacts, dir: &Path, name: &str, stem: &str) -> Result<String> {
+    let wasm = artifacts.wasm(stem)?;
+    let file = format!("{name}.toml");
+    std::fs::write(
+        dir.join(&file),
+        format!(
+            "[tool]\nname = {}\ncomponent = {}\nsha256 = \"{}\"\n",
+            quoted(name),
+            path_value(&wasm),
+            sha256_of(&wasm)?
+        ),
+    )?;
+    Ok(file)
+}
+
 /// Writes `count` manifests of text-kit into `dir`, each serving its tools
 /// under its own prefix (`t0.`, `t1.`, ...), and returns their file names.
 pub fn write_many_text_kits(

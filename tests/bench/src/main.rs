@@ -137,10 +137,11 @@ enum Section {
     Audit,
     Http,
     Memory,
+    Polyglot,
 }
 
 impl Section {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Sandbox,
         Self::Redaction,
         Self::Startup,
@@ -148,6 +149,7 @@ impl Section {
         Self::Audit,
         Self::Http,
         Self::Memory,
+        Self::Polyglot,
     ];
 
     fn parse(name: &str) -> Result<Self> {
@@ -159,8 +161,10 @@ impl Section {
             "audit" => Self::Audit,
             "http" => Self::Http,
             "memory" => Self::Memory,
+            "polyglot" => Self::Polyglot,
             other => bail!(
-                "unknown section `{other}`: sandbox, redaction, startup, stdio, audit, http or memory"
+                "unknown section `{other}`: sandbox, redaction, startup, stdio, audit, http, \
+                 memory or polyglot"
             ),
         })
     }
@@ -202,7 +206,7 @@ fn parse_and_run() -> Result<()> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio|audit|http|memory]...\n\n\
+                    "usage: stockade-bench [--quick] [--only sandbox|redaction|startup|stdio|audit|http|memory|polyglot]...\n\n\
                      Measures Stockade's per-call isolation against native baselines\n\
                      and prints a Markdown table. Build first: `cargo xtask bench`.\n\n\
                      --quick   fewer samples: a shorter, noisier run\n\
@@ -243,6 +247,9 @@ async fn run(plan: &Plan, quick: bool, sections: &[Section]) -> Result<()> {
                 Section::Http => measure_http(plan, &artifacts, &scratch, &mut findings).await?,
                 Section::Memory => {
                     measure_memory(plan, &artifacts, &scratch, &mut findings).await?
+                }
+                Section::Polyglot => {
+                    measure_polyglot(plan, &artifacts, &scratch, &mut findings).await?
                 }
             }
         }
@@ -940,6 +947,111 @@ async fn measure_http(
     }
     stockade.stop().await?;
     native.stop().await?;
+    Ok(())
+}
+
+/// Per-call latency and start-up of tools written in Python and
+/// JavaScript, and of components built for Wassette-style hosts, each
+/// served alone and measured beside the Rust text-kit in alternating
+/// rounds.
+async fn measure_polyglot(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    scratch: &Scratch,
+    findings: &mut Findings,
+) -> Result<()> {
+    use serde_json::json;
+    use stdio::Probe;
+    let whoami = "hello bench (user -, groups analysts)";
+    // Name, component, tools it lists, the call measured.
+    let cases = [
+        (
+            "text-kit `transform` (Rust SDK)",
+            "text_kit",
+            TEXT_KIT_TOOLS,
+            Probe::transform("transform"),
+        ),
+        (
+            "py-summarise `whoami` (Python SDK)",
+            "py_summarise",
+            4,
+            Probe::new("whoami", json!({}), whoami),
+        ),
+        (
+            "js-links `whoami` (JavaScript SDK)",
+            "js_links",
+            3,
+            Probe::new("whoami", json!({}), whoami),
+        ),
+        (
+            "plain-exports `add` (Rust, Wassette-style)",
+            "plain_exports",
+            5,
+            Probe::new("add", json!({ "a": 2, "b": 3 }), "5"),
+        ),
+        (
+            "js-plain-exports `count` (JavaScript, Wassette-style)",
+            "js_plain_exports",
+            2,
+            Probe::new(
+                "count",
+                json!({ "text": "a b" }),
+                r#"{"characters":3,"lines":1,"words":2}"#,
+            ),
+        ),
+    ];
+    let cache = scratch.path("cache-polyglot");
+    let mut servers = Vec::new();
+    for (_, stem, tools, _) in &cases {
+        let manifest = deploy::write_single(artifacts, scratch.dir(), stem, stem)?;
+        let config = deploy::write_config(
+            scratch.dir(),
+            &format!("polyglot-{stem}.toml"),
+            &[manifest],
+            &cache,
+        )?;
+        let command = stockade_serving(artifacts, &config);
+        progress(&format!("polyglot: compiling {stem} once"));
+        stdio::start_once(&command, *tools).await?;
+        servers.push((command, *tools));
+    }
+
+    progress("polyglot: sequential calls");
+    let mut sessions = Vec::new();
+    for (command, _) in &servers {
+        sessions.push(Session::start(command).await?.0);
+    }
+    let pairs: Vec<_> = sessions
+        .iter()
+        .zip(&cases)
+        .map(|(session, (_, _, _, probe))| (session, probe))
+        .collect();
+    let calls = stdio::sequential_probes(&pairs, plan.stdio_warmup, plan.stdio_calls).await?;
+    for session in sessions {
+        session.close().await?;
+    }
+
+    progress("polyglot: start-up, cache warm");
+    let starting: Vec<_> = servers.iter().map(|(c, n)| (c, *n)).collect();
+    let starts = stdio::startup(&starting, plan.warm_starts).await?;
+
+    let (Some(rust_calls), Some(rust_starts)) = (calls.first(), starts.first()) else {
+        bail!("one series per server");
+    };
+    for (((name, _, _, _), called), started) in cases.iter().zip(&calls).zip(&starts).skip(1) {
+        findings.rows.push(Row {
+            measure: format!("stdio `tools/call`, {name}"),
+            stockade: Figure::Latency(called.latency.clone()),
+            baseline_name: "text-kit (Rust)".into(),
+            baseline: Figure::Latency(rust_calls.latency.clone()),
+        });
+        findings.rows.push(Row {
+            measure: format!("start-up to `initialize`, cache warm, {name}"),
+            stockade: Figure::Latency(started.ready.clone()),
+            baseline_name: "text-kit (Rust)".into(),
+            baseline: Figure::Latency(rust_starts.ready.clone()),
+        });
+    }
     Ok(())
 }
 

@@ -94,17 +94,17 @@ impl Session {
         Ok(self.client.list_all_tools().await?.len())
     }
 
-    /// Times `calls` sequential calls of `tool`, appending to `timings`.
+    /// Times `calls` sequential calls of `probe`, appending to `timings`.
     async fn sequential(
         &self,
-        tool: &str,
+        probe: &Probe,
         calls: usize,
         timings: &mut Vec<Duration>,
     ) -> Result<()> {
         let peer = self.client.peer();
         for _ in 0..calls {
             let started = Instant::now();
-            call_transform(peer, tool).await?;
+            call_checked(peer, probe).await?;
             timings.push(started.elapsed());
         }
         Ok(())
@@ -119,13 +119,13 @@ impl Session {
         for _ in 0..in_flight {
             let peer = self.client.peer().clone();
             let remaining = Arc::clone(&remaining);
-            let tool = tool.to_owned();
+            let probe = Probe::transform(tool);
             workers.push(tokio::spawn(async move {
                 while remaining
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok()
                 {
-                    call_transform(&peer, &tool).await?;
+                    call_checked(&peer, &probe).await?;
                 }
                 anyhow::Ok(())
             }));
@@ -157,16 +157,28 @@ pub async fn sequential(
     warmup: usize,
     calls: usize,
 ) -> Result<Vec<Sequential>> {
+    let probe = Probe::transform(tool);
+    let pairs: Vec<_> = sessions.iter().map(|s| (*s, &probe)).collect();
+    sequential_probes(&pairs, warmup, calls).await
+}
+
+/// Sequential calls of each session's own probe: `warmup` untimed calls
+/// each, then `calls` timed calls each, taken in alternating rounds.
+pub async fn sequential_probes(
+    sessions: &[(&Session, &Probe)],
+    warmup: usize,
+    calls: usize,
+) -> Result<Vec<Sequential>> {
     let mut timings = vec![Vec::with_capacity(calls); sessions.len()];
     let mut cpu = vec![Duration::ZERO; sessions.len()];
-    for session in sessions {
-        session.sequential(tool, warmup, &mut Vec::new()).await?;
+    for (session, probe) in sessions {
+        session.sequential(probe, warmup, &mut Vec::new()).await?;
     }
     for round in 0..ROUNDS {
         let share = calls / ROUNDS + usize::from(round < calls % ROUNDS);
-        for (i, session) in sessions.iter().enumerate() {
+        for (i, (session, probe)) in sessions.iter().enumerate() {
             let before = session.server_cpu()?;
-            session.sequential(tool, share, &mut timings[i]).await?;
+            session.sequential(probe, share, &mut timings[i]).await?;
             cpu[i] += session.server_cpu()? - before;
         }
     }
@@ -218,22 +230,53 @@ pub fn process_cpu(pid: u32) -> Result<Duration> {
     Ok(Duration::from_nanos(total))
 }
 
-/// One `transform` call whose answer is checked.
-async fn call_transform(peer: &Peer<RoleClient>, tool: &str) -> Result<()> {
-    let arguments = serde_json::json!({ "text": TRANSFORM_INPUT, "op": "upper" });
-    let serde_json::Value::Object(arguments) = arguments else {
-        unreachable!("a JSON object literal");
-    };
+/// A call whose answer is checked: the tool, its arguments and the text
+/// it must answer.
+#[derive(Clone)]
+pub struct Probe {
+    tool: String,
+    arguments: serde_json::Map<String, serde_json::Value>,
+    expected: String,
+}
+
+impl Probe {
+    /// A call of `tool` with `arguments` (a JSON object) that must answer
+    /// `expected`.
+    pub fn new(tool: &str, arguments: serde_json::Value, expected: &str) -> Self {
+        let serde_json::Value::Object(arguments) = arguments else {
+            panic!("a probe's arguments are a JSON object");
+        };
+        Self {
+            tool: tool.to_owned(),
+            arguments,
+            expected: expected.to_owned(),
+        }
+    }
+
+    /// text-kit's `transform` (upper case), under the name `tool`.
+    pub fn transform(tool: &str) -> Self {
+        Self::new(
+            tool,
+            serde_json::json!({ "text": TRANSFORM_INPUT, "op": "upper" }),
+            TRANSFORM_OUTPUT,
+        )
+    }
+}
+
+/// One call whose answer is checked.
+async fn call_checked(peer: &Peer<RoleClient>, probe: &Probe) -> Result<()> {
     let result = peer
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
+        .call_tool(
+            CallToolRequestParams::new(probe.tool.clone()).with_arguments(probe.arguments.clone()),
+        )
         .await?;
     let text = result
         .content
         .first()
         .and_then(|c| c.as_text())
         .map(|t| t.text.as_str());
-    if result.is_error == Some(true) || text != Some(TRANSFORM_OUTPUT) {
-        bail!("unexpected answer to {tool}: {text:?}");
+    if result.is_error == Some(true) || text != Some(probe.expected.as_str()) {
+        bail!("unexpected answer to {}: {text:?}", probe.tool);
     }
     Ok(())
 }
