@@ -153,6 +153,40 @@ fn assemble_wit(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// A copy of a tool's own `wit/` under `target/polyglot-wit/<tool>/`, with
+/// the WASI interfaces of [`assemble_wit`] added to its `deps/` (a tool's
+/// WIT may name them, e.g. wasmcp's message context names `wasi:io`).
+fn with_wasi_deps(own: &Path, assembled: &Path, tool: &PolyglotTool) -> Result<PathBuf> {
+    let name = tool
+        .wasm
+        .file_stem()
+        .context("a component file has a name")?;
+    let dir = assembled.join(name);
+    copy_tree(own, &dir)?;
+    let deps = dir.join("deps");
+    std::fs::create_dir_all(&deps)?;
+    for entry in std::fs::read_dir(assembled.join("deps"))? {
+        let path = entry?.path();
+        std::fs::copy(&path, deps.join(path.file_name().expect("a file name")))?;
+    }
+    Ok(dir)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        // Follows symbolic links: a tool may share another's WIT packages.
+        if std::fs::metadata(entry.path())?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where cargo unpacked the `wasmtime-wasi-http` crate the lock file pins.
 fn wasi_http_crate_dir(root: &Path) -> Result<PathBuf> {
     let out = Command::new("cargo")
@@ -290,7 +324,7 @@ fn build_javascript(root: &Path, wit: &Path, tool: &PolyglotTool) -> Result<()> 
     let mut command = Command::new(compiler);
     command.arg(tool.dir.join("tool.js")).arg("--wit");
     if own_wit.is_dir() {
-        command.arg(own_wit);
+        command.arg(with_wasi_deps(&own_wit, wit, tool)?);
     } else {
         command.arg(wit).args(["--world-name", "js-tool"]);
     }

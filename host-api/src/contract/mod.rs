@@ -1,10 +1,12 @@
 //! The seam between a component's own contract and the host's view of a
 //! tool. Everything that turns a component into descriptors and runs a call
 //! lives here, one variant per contract, all inside the same sandbox,
-//! limits and policy: the `stockade:tool` world (this module), and
-//! components whose exported functions are tools ([`exports`]).
+//! limits and policy: the `stockade:tool` world (this module), wasmcp
+//! tools components ([`wasmcp`]), and components whose exported functions
+//! are tools ([`exports`]).
 
 mod exports;
+mod wasmcp;
 mod wit_json;
 
 use serde_json::Value;
@@ -33,6 +35,8 @@ pub(crate) enum ContractPre {
     Stockade(bindings::ToolComponentPre<CallState>),
     /// Every exported function is a tool (components built for Wassette).
     Exports(exports::ExportsPre),
+    /// wasmcp's `tools` interface.
+    Wasmcp(wasmcp::WasmcpPre),
 }
 
 /// The export that marks a `stockade:tool` component.
@@ -49,6 +53,11 @@ pub(crate) fn prepare(
     component: &Component,
 ) -> wasmtime::Result<ContractPre> {
     if component.get_export_index(None, STOCKADE_EXPORT).is_none() {
+        if let Some(export) = wasmcp::tools_export(component, linker) {
+            return Ok(ContractPre::Wasmcp(wasmcp::prepare(
+                linker, component, &export,
+            )?));
+        }
         return Ok(ContractPre::Exports(exports::prepare(linker, component)?));
     }
     let pre = linker.instantiate_pre(component)?;
@@ -82,6 +91,7 @@ pub(crate) async fn describe(
             Ok(list.into_iter().map(descriptor).collect())
         }
         ContractPre::Exports(pre) => Ok(Ok(exports::describe(pre))),
+        ContractPre::Wasmcp(pre) => wasmcp::describe(pre, store).await.map(Ok),
     }
 }
 
@@ -102,6 +112,7 @@ pub(crate) async fn invoke(
             Ok(result.map(output).map_err(failure))
         }
         ContractPre::Exports(pre) => exports::invoke(pre, store, name, arguments).await,
+        ContractPre::Wasmcp(pre) => wasmcp::invoke(pre, store, name, arguments).await,
     }
 }
 
