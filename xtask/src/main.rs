@@ -298,6 +298,11 @@ fn ensure_node_clients(root: &Path) -> Result<()> {
     {
         return Ok(());
     }
+    npm_install(&dir).context("npm (Node 18 or newer) is needed for the TypeScript client tests")
+}
+
+/// `npm install` of the pinned `package.json` in `dir`.
+fn npm_install(dir: &Path) -> Result<()> {
     run(Command::new("npm")
         .args([
             "install",
@@ -306,8 +311,24 @@ fn ensure_node_clients(root: &Path) -> Result<()> {
             "--silent",
             "--no-package-lock",
         ])
-        .current_dir(&dir))
-    .context("npm (Node 18 or newer) is needed for the TypeScript client tests")
+        .current_dir(dir))
+}
+
+/// `cargo metadata` of the workspace, with `extra` arguments.
+fn cargo_metadata(root: &Path, extra: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(extra)
+        .current_dir(root)
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// Installs the missing [`DEBIAN_PACKAGES`] with apt-get (as root).

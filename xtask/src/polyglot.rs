@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::run;
+use crate::{cargo_metadata, npm_install, run};
 
 /// The version of componentize-py, the Python component compiler (PyPI).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -189,18 +189,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 
 /// Where cargo unpacked the `wasmtime-wasi-http` crate the lock file pins.
 fn wasi_http_crate_dir(root: &Path) -> Result<PathBuf> {
-    let out = Command::new("cargo")
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(root)
-        .output()
-        .context("running cargo metadata")?;
-    if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let metadata = cargo_metadata(root, &[])?;
     let manifest = metadata["packages"]
         .as_array()
         .context("cargo metadata: no packages")?
@@ -302,16 +291,7 @@ fn componentize_js(root: &Path) -> Result<PathBuf> {
     if binary.exists() {
         return Ok(binary);
     }
-    run(Command::new("npm")
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--silent",
-            "--no-package-lock",
-        ])
-        .current_dir(&sdk))
-    .context("npm (Node 20 or newer) is needed to build the JavaScript tools")?;
+    npm_install(&sdk).context("npm (Node 20 or newer) is needed to build the JavaScript tools")?;
     Ok(binary)
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::polyglot::{self, Language, PolyglotTool};
@@ -105,19 +105,7 @@ struct Metadata {
 
 impl Metadata {
     fn read(root: &Path, target: &str) -> Result<Self> {
-        let out = Command::new("cargo")
-            .args(["metadata", "--format-version", "1", "--locked"])
-            .args(["--filter-platform", target])
-            .current_dir(root)
-            .output()
-            .context("running cargo metadata")?;
-        if !out.status.success() {
-            bail!(
-                "cargo metadata failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let metadata: Value = serde_json::from_slice(&out.stdout)?;
+        let metadata = crate::cargo_metadata(root, &["--filter-platform", target])?;
         let packages = metadata["packages"]
             .as_array()
             .context("cargo metadata: no packages")?
