@@ -8,6 +8,8 @@
 mod exports;
 mod wasmcp;
 mod wit_json;
+#[cfg(test)]
+mod wit_json_fuzz;
 
 use serde_json::Value;
 use wasmtime::Store;

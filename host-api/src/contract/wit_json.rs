@@ -47,7 +47,8 @@ pub(crate) fn schema_of(ty: &Type) -> Result<Value, Unsupported> {
         Type::U32 => integer(0, u32::MAX.into()),
         Type::S64 => integer(i64::MIN, i64::MAX as u64),
         Type::U64 => integer(0, u64::MAX),
-        Type::Float32 | Type::Float64 => json!({ "type": "number" }),
+        Type::Float32 => json!({ "type": "number", "minimum": -f32::MAX, "maximum": f32::MAX }),
+        Type::Float64 => json!({ "type": "number" }),
         Type::Char => json!({ "type": "string", "minLength": 1, "maxLength": 1 }),
         Type::String => json!({ "type": "string" }),
         Type::List(list) => json!({ "type": "array", "items": schema_of(&list.ty())? }),
@@ -156,7 +157,13 @@ pub(crate) fn to_val(value: &Value, ty: &Type, path: &str) -> Result<Val, Mismat
         Type::U32 => Val::U32(int(value, path)?),
         Type::S64 => Val::S64(int(value, path)?),
         Type::U64 => Val::U64(int(value, path)?),
-        Type::Float32 => Val::Float32(float(value, path)? as f32),
+        Type::Float32 => {
+            let wide = float(value, path)?;
+            if wide.abs() > f64::from(f32::MAX) {
+                return Err(mismatch(path, format!("{wide} is out of range for f32")));
+            }
+            Val::Float32(wide as f32)
+        }
         Type::Float64 => Val::Float64(float(value, path)?),
         Type::Char => {
             let text = string(value, path)?;
@@ -229,10 +236,16 @@ pub(crate) fn to_val(value: &Value, ty: &Type, path: &str) -> Result<Val, Mismat
                 let names: Vec<_> = variant.cases().map(|c| c.name.to_owned()).collect();
                 mismatch(path, format!("`{tag}` is not one of {}", names.join(", ")))
             })?;
+            if let Some(extra) = object.keys().find(|k| *k != "tag" && *k != "val") {
+                return Err(mismatch(
+                    &format!("{path}.{extra}"),
+                    "is not part of a variant",
+                ));
+            }
             let payload = match (case.ty, object.get("val")) {
                 (Some(ty), Some(val)) => Some(Box::new(to_val(val, &ty, &format!("{path}.val"))?)),
                 (Some(_), None) => return Err(mismatch(&format!("{path}.val"), "is required")),
-                (None, None | Some(Value::Null)) => None,
+                (None, None) => None,
                 (None, Some(_)) => {
                     return Err(mismatch(path, format!("case `{tag}` carries no value")));
                 }
@@ -260,6 +273,12 @@ pub(crate) fn to_val(value: &Value, ty: &Type, path: &str) -> Result<Val, Mismat
                 Some(ty) => to_val(given, &ty, inner).map(|v| Some(Box::new(v))),
                 None => Ok(None),
             };
+            if object.len() != 1 {
+                return Err(mismatch(
+                    path,
+                    "expected {\"ok\": value} or {\"err\": value}",
+                ));
+            }
             match (object.get("ok"), object.get("err")) {
                 (Some(ok), None) => Val::Result(Ok(side(result.ok(), ok, &format!("{path}.ok"))?)),
                 (None, Some(err)) => {
@@ -359,11 +378,18 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// An integer, as JSON Schema counts them: `3` and `3.0` alike.
 fn int<T: TryFrom<i128>>(value: &Value, path: &str) -> Result<T, Mismatch> {
     let whole = value
         .as_i64()
         .map(i128::from)
         .or_else(|| value.as_u64().map(i128::from))
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e38)
+                .map(|f| f as i128)
+        })
         .ok_or_else(|| mismatch(path, format!("expected an integer, got {}", kind(value))))?;
     T::try_from(whole).map_err(|_| {
         mismatch(
