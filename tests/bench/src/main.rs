@@ -999,6 +999,12 @@ async fn measure_polyglot(
                 r#"{"characters":3,"lines":1,"words":2}"#,
             ),
         ),
+        (
+            "wasmcp-tools-js `reverse` (JavaScript, wasmcp)",
+            "wasmcp_tools_js",
+            5,
+            Probe::new("reverse", json!({ "text": "ab" }), "ba"),
+        ),
     ];
     let cache = scratch.path("cache-polyglot");
     let mut servers = Vec::new();
