@@ -79,6 +79,9 @@ pub enum DescribeError {
         /// The parser's message.
         reason: String,
     },
+    /// The component answered the listing with something unusable.
+    #[error("{0}")]
+    Listing(String),
 }
 
 /// Asks a fresh instance for its tools.
@@ -93,7 +96,7 @@ pub(crate) async fn describe(
             Ok(list.into_iter().map(descriptor).collect())
         }
         ContractPre::Exports(pre) => Ok(Ok(exports::describe(pre))),
-        ContractPre::Wasmcp(pre) => wasmcp::describe(pre, store).await.map(Ok),
+        ContractPre::Wasmcp(pre) => wasmcp::describe(pre, store).await,
     }
 }
 
@@ -118,7 +121,11 @@ pub(crate) async fn invoke(
     }
 }
 
-fn parse_schema(tool: &str, which: &'static str, text: &str) -> Result<Value, DescribeError> {
+pub(crate) fn parse_schema(
+    tool: &str,
+    which: &'static str,
+    text: &str,
+) -> Result<Value, DescribeError> {
     serde_json::from_str(text).map_err(|err| DescribeError::BadSchema {
         tool: tool.to_owned(),
         which,

@@ -17,6 +17,7 @@ use wasmtime::Store;
 use wasmtime::component::types::{ComponentItem, Type};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
 
+use super::{DescribeError, parse_schema};
 use crate::call::CallState;
 use crate::{ContentItem, ResourceBody, ToolDescriptor, ToolFailure, ToolHints, ToolOutput};
 
@@ -117,7 +118,7 @@ pub(crate) fn prepare(
 pub(crate) async fn describe(
     pre: &WasmcpPre,
     store: &mut Store<CallState>,
-) -> wasmtime::Result<Vec<ToolDescriptor>> {
+) -> wasmtime::Result<Result<Vec<ToolDescriptor>, DescribeError>> {
     let instance = pre.pre.instantiate_async(&mut *store).await?;
     let func = instance
         .get_func(&mut *store, pre.list)
@@ -137,24 +138,33 @@ pub(crate) async fn describe(
         let page = match &results[0] {
             Val::Result(Ok(Some(page))) => page.as_ref(),
             Val::Result(Err(Some(code))) => {
-                wasmtime::bail!("list-tools failed: {}", error_text(code))
+                let why = format!("list-tools failed: {}", error_text(code));
+                return Ok(Err(DescribeError::Listing(why)));
             }
-            other => wasmtime::bail!("list-tools returned {other:?}"),
+            other => {
+                let why = format!("list-tools returned {other:?}");
+                return Ok(Err(DescribeError::Listing(why)));
+            }
         };
         if let Some(Val::List(listed)) = field(page, "tools") {
             for tool in listed {
-                tools.push(descriptor(tool)?);
+                match descriptor(tool) {
+                    Ok(tool) => tools.push(tool),
+                    Err(err) => return Ok(Err(err)),
+                }
             }
         }
         match field(page, "next-cursor") {
             Some(Val::Option(Some(next))) => cursor = string_of(next).map(str::to_owned),
-            _ => return Ok(tools),
+            _ => return Ok(Ok(tools)),
         }
         if cursor.is_none() {
-            return Ok(tools);
+            return Ok(Ok(tools));
         }
     }
-    wasmtime::bail!("list-tools gave more than {MAX_PAGES} pages")
+    Ok(Err(DescribeError::Listing(format!(
+        "list-tools gave more than {MAX_PAGES} pages"
+    ))))
 }
 
 /// Runs tool `name` in a fresh instance.
@@ -328,16 +338,14 @@ fn error_text(code: &Val) -> String {
 }
 
 /// One listed tool as a descriptor.
-fn descriptor(tool: &Val) -> wasmtime::Result<ToolDescriptor> {
+fn descriptor(tool: &Val) -> Result<ToolDescriptor, DescribeError> {
     let name = field(tool, "name")
         .and_then(string_of)
-        .ok_or_else(|| wasmtime::format_err!("a listed tool has no name"))?;
+        .ok_or_else(|| DescribeError::Listing("a listed tool has no name".to_owned()))?;
     let schema_text = field(tool, "input-schema")
         .and_then(string_of)
         .unwrap_or("");
-    let input_schema = serde_json::from_str(schema_text).map_err(|err| {
-        wasmtime::format_err!("tool `{name}`: input schema is not valid JSON: {err}")
-    })?;
+    let input_schema = parse_schema(name, "input schema", schema_text)?;
     let options = optional(tool, "options");
     let text = |key: &str| {
         options
@@ -346,11 +354,7 @@ fn descriptor(tool: &Val) -> wasmtime::Result<ToolDescriptor> {
             .map(str::to_owned)
     };
     let output_schema = text("output-schema")
-        .map(|s| {
-            serde_json::from_str(&s).map_err(|err| {
-                wasmtime::format_err!("tool `{name}`: output schema is not valid JSON: {err}")
-            })
-        })
+        .map(|s| parse_schema(name, "output schema", &s))
         .transpose()?;
     let annotations = options.and_then(|o| optional(o, "annotations"));
     let hint = |key: &str| bool_of(annotations.and_then(|a| optional(a, key)));
