@@ -37,9 +37,18 @@ pub(crate) struct WasmcpPre {
     pre: InstancePre<CallState>,
     list: ComponentExportIndex,
     call: ComponentExportIndex,
-    /// Parameter types of `list-tools` and `call-tool`: context, request.
-    list_params: Arc<Vec<Type>>,
-    call_params: Arc<Vec<Type>>,
+    /// The arguments every call starts from, built once from the
+    /// component's own types.
+    templates: Arc<Templates>,
+}
+
+/// The message context and the empty request of `list-tools` and of
+/// `call-tool`, each of the type the component declares.
+struct Templates {
+    list_context: Val,
+    list_request: Val,
+    call_context: Val,
+    call_request: Val,
 }
 
 /// The name of the wasmcp tools interface `component` exports, if any.
@@ -105,12 +114,17 @@ pub(crate) fn prepare(
             .get_export_index(Some(&parent), function)
             .ok_or_else(|| wasmtime::format_err!("`{export}#{function}` has no index"))
     };
+    let templates = Templates {
+        list_context: context_of(&list_params[0])?,
+        list_request: default_of(&list_params[1])?,
+        call_context: context_of(&call_params[0])?,
+        call_request: default_of(&call_params[1])?,
+    };
     Ok(WasmcpPre {
         list: index("list-tools")?,
         call: index("call-tool")?,
         pre: linker.instantiate_pre(component)?,
-        list_params: Arc::new(list_params),
-        call_params: Arc::new(call_params),
+        templates: Arc::new(templates),
     })
 }
 
@@ -123,12 +137,12 @@ pub(crate) async fn describe(
     let func = instance
         .get_func(&mut *store, pre.list)
         .ok_or_else(|| wasmtime::format_err!("the instance lacks list-tools"))?;
-    let context = context_of(&pre.list_params[0])?;
+    let context = &pre.templates.list_context;
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
         let request = with_field(
-            default_of(&pre.list_params[1])?,
+            pre.templates.list_request.clone(),
             "cursor",
             Val::Option(cursor.take().map(|c| Box::new(Val::String(c)))),
         );
@@ -174,10 +188,10 @@ pub(crate) async fn invoke(
     name: &str,
     arguments: &str,
 ) -> wasmtime::Result<Result<ToolOutput, ToolFailure>> {
-    let context = context_of(&pre.call_params[0])?;
+    let context = pre.templates.call_context.clone();
     let request = with_field(
         with_field(
-            default_of(&pre.call_params[1])?,
+            pre.templates.call_request.clone(),
             "name",
             Val::String(name.to_owned()),
         ),
