@@ -275,17 +275,22 @@ fn ensure_python(root: &Path) -> Result<PathBuf> {
             .map(|s| s.success())
             .unwrap_or(false);
     if !have {
-        run(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PYTHON_PACKAGES))?;
+        pip_install(&python, PYTHON_PACKAGES)?;
     }
     Ok(python)
+}
+
+/// `pip install` of pinned `packages` with a virtual environment's `python`.
+fn pip_install(python: &Path, packages: &[&str]) -> Result<()> {
+    run(Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(packages))
 }
 
 /// The Node packages of `tests/node` (the TypeScript MCP SDK, the OAuth

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo_metadata, npm_install, run};
+use crate::{cargo_metadata, npm_install, pip_install, run};
 
 /// The version of componentize-py, the Python component compiler (PyPI).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -240,15 +240,10 @@ fn componentize_py(root: &Path) -> Result<PathBuf> {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
             .context("python3 with venv is needed to build the Python tools")?;
     }
-    run(Command::new(venv.join("bin/python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}")))?;
+    pip_install(
+        &venv.join("bin/python"),
+        &[&format!("componentize-py=={COMPONENTIZE_PY_VERSION}")],
+    )?;
     Ok(binary)
 }
 

@@ -46,26 +46,29 @@ pub fn write_polyglot(root: &Path, tools: &[PolyglotTool]) -> Result<()> {
             .file_name()
             .and_then(|n| n.to_str())
             .context("tool directory name is not UTF-8")?;
-        let (sdk, compiler) = match tool.language {
+        let (sdk_name, compiler_name, compiler_version, purl_type) = match tool.language {
             Language::Python => (
-                json!({ "type": "library", "bom-ref": format!("stockade-sdk-python@{version}"),
-                        "name": "stockade-sdk-python", "version": version,
-                        "licenses": [{ "expression": "Apache-2.0" }] }),
-                json!({ "type": "application", "bom-ref": format!("componentize-py@{}", polyglot::COMPONENTIZE_PY_VERSION),
-                        "name": "componentize-py", "version": polyglot::COMPONENTIZE_PY_VERSION,
-                        "purl": format!("pkg:pypi/componentize-py@{}", polyglot::COMPONENTIZE_PY_VERSION),
-                        "licenses": [{ "expression": "Apache-2.0 WITH LLVM-exception" }] }),
+                "stockade-sdk-python",
+                "componentize-py",
+                polyglot::COMPONENTIZE_PY_VERSION,
+                "pypi",
             ),
             Language::JavaScript => (
-                json!({ "type": "library", "bom-ref": format!("stockade-sdk-js@{version}"),
-                        "name": "stockade-sdk-js", "version": version,
-                        "licenses": [{ "expression": "Apache-2.0" }] }),
-                json!({ "type": "application", "bom-ref": format!("@bytecodealliance/componentize-js@{}", polyglot::COMPONENTIZE_JS_VERSION),
-                        "name": "@bytecodealliance/componentize-js", "version": polyglot::COMPONENTIZE_JS_VERSION,
-                        "purl": format!("pkg:npm/%40bytecodealliance/componentize-js@{}", polyglot::COMPONENTIZE_JS_VERSION),
-                        "licenses": [{ "expression": "Apache-2.0 WITH LLVM-exception" }] }),
+                "stockade-sdk-js",
+                "@bytecodealliance/componentize-js",
+                polyglot::COMPONENTIZE_JS_VERSION,
+                "npm",
             ),
         };
+        let sdk = json!({ "type": "library", "bom-ref": format!("{sdk_name}@{version}"),
+                          "name": sdk_name, "version": version,
+                          "licenses": [{ "expression": "Apache-2.0" }] });
+        let compiler = json!({ "type": "application",
+                               "bom-ref": format!("{compiler_name}@{compiler_version}"),
+                               "name": compiler_name, "version": compiler_version,
+                               "purl": format!("pkg:{purl_type}/{}@{compiler_version}",
+                                               compiler_name.replace('@', "%40")),
+                               "licenses": [{ "expression": "Apache-2.0 WITH LLVM-exception" }] });
         let tool_ref = format!("{name}@{version}");
         let bom = json!({
             "bomFormat": "CycloneDX",
