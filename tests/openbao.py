@@ -189,3 +189,13 @@ class Proxy:
             except OSError:
                 pass
         self.open_sockets = []
+
+
+def serving(tmp_path_factory, contents: dict[str, dict[str, str]]):
+    """A dev OpenBao holding `contents` (path -> key/value pairs), for a
+    module-scoped fixture: `yield from serving(tmp_path_factory, {...})`."""
+    bao = OpenBao(tmp_path_factory.mktemp("openbao"))
+    for path, values in contents.items():
+        bao.put(path, **values)
+    yield bao
+    bao.stop()

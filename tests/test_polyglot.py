@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import text_of
-from openbao import OpenBao
+from openbao import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -251,10 +251,7 @@ TOKEN = "tok-" + "Py7h0nJs/Cr3d+3nt1al.q9"
 
 @pytest.fixture(scope="module")
 def openbao(tmp_path_factory):
-    bao = OpenBao(tmp_path_factory.mktemp("openbao"))
-    bao.put("tools/api", token=TOKEN)
-    yield bao
-    bao.stop()
+    yield from serving(tmp_path_factory, {"tools/api": {"token": TOKEN}})
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -28,7 +28,7 @@ import pytest
 
 from conftest import BINARY, Deployment, RawSession
 from leaks import find_leaks
-from openbao import OpenBao
+from openbao import OpenBao, serving
 from recording import RecordingServer
 
 TOKEN = "tok-" + "A1b2C3d4/E5f6+G7h8I9j0.k1"
@@ -39,10 +39,7 @@ FORMAT = "Bearer {}"
 
 @pytest.fixture(scope="module")
 def openbao(tmp_path_factory):
-    bao = OpenBao(tmp_path_factory.mktemp("openbao"))
-    bao.put("tools/api", token=TOKEN)
-    yield bao
-    bao.stop()
+    yield from serving(tmp_path_factory, {"tools/api": {"token": TOKEN}})
 
 
 def chunks(text: str, width: int) -> list[str]:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from conftest import INITIALIZE, INITIALIZED, Deployment, raw_session, text_of, tool_call
-from openbao import OpenBao, Proxy
+from openbao import OpenBao, Proxy, serving
 from recording import RecordingServer
 
 pytestmark = pytest.mark.anyio
@@ -23,11 +23,10 @@ TOKEN_V2 = "tok-" + "Z9y8X7w6V5u4T3s2R1q0"
 
 @pytest.fixture(scope="module")
 def openbao(tmp_path_factory):
-    bao = OpenBao(tmp_path_factory.mktemp("openbao"))
-    bao.put("tools/api", token=TOKEN_V1)
-    bao.put("private/ops", token="tok-never-readable-by-stockade")
-    yield bao
-    bao.stop()
+    yield from serving(
+        tmp_path_factory,
+        {"tools/api": {"token": TOKEN_V1}, "private/ops": {"token": "tok-never-readable-by-stockade"}},
+    )
 
 
 class Upstream(RecordingServer):
