@@ -68,14 +68,20 @@ pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())
 }
 
-/// `at` as records carry it.
+/// `at` as records carry it (written field by field: every record pays
+/// for it, and a format description is interpreted on each use).
 pub fn format_time(at: time::OffsetDateTime) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_default()
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
 }
 
 /// What a checkpoint's signature covers: its own number and the hash of
@@ -87,6 +93,14 @@ pub fn checkpoint_message(seq: u64, prev: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_utc_with_milliseconds() {
+        let at = time::macros::datetime!(2026-03-04 05:06:07.089 +02:00);
+        assert_eq!(format_time(at), "2026-03-04T03:06:07.089Z");
+        let midnight = time::macros::datetime!(0999-12-31 23:59:59.999999 UTC);
+        assert_eq!(format_time(midnight), "0999-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn each_line_names_the_hash_of_the_one_before() {

@@ -333,14 +333,19 @@ impl Audit {
                 let mut chain = chain.lock().unwrap_or_else(|p| p.into_inner());
                 let sealed = chain.seal(&ts, &body);
                 // With JSON logs every stderr line stays one JSON object.
-                let line = if crate::logging::is_json() {
-                    format!(
-                        "{{\"level\":\"AUDIT\",\"target\":\"stockade::audit\",\"record\":{}}}\n",
-                        sealed.line
+                let (prefix, suffix) = if crate::logging::is_json() {
+                    (
+                        "{\"level\":\"AUDIT\",\"target\":\"stockade::audit\",\"record\":",
+                        "}\n",
                     )
                 } else {
-                    format!("stockade::audit: {}\n", sealed.line)
+                    ("stockade::audit: ", "\n")
                 };
+                let mut line =
+                    String::with_capacity(prefix.len() + sealed.line.len() + suffix.len());
+                line.push_str(prefix);
+                line.push_str(&sealed.line);
+                line.push_str(suffix);
                 // Standard error is the fallback sink: a failed write there
                 // has nowhere else to go.
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
