@@ -72,12 +72,18 @@ impl HotPath {
     /// runtime from its first wait, and queues its response on `output`
     /// itself. Either way nothing is sent once `cancel` is cancelled (the
     /// client cancelled the request, or the session is over), as rmcp does.
+    ///
+    /// When `more_waiting` (the client has already sent further lines),
+    /// the call goes to the runtime at once instead, so that the runtime's
+    /// workers run calls on every core while this thread reads the next
+    /// ones; a lone call still pays no hand-off.
     pub fn run(
         &self,
         id: RequestId,
         request: CallToolRequest,
         cancel: CancellationToken,
         output: &Output,
+        more_waiting: bool,
     ) -> Option<Vec<u8>> {
         let peer = self.peer.get()?.clone();
         let server = self.server.clone();
@@ -86,22 +92,22 @@ impl HotPath {
             id: id.clone(),
         };
         let _running = self.calls.token();
-        let _in_runtime = self.runtime.enter();
-        let mut context = Context::from_waker(Waker::noop());
-        match Pin::new(&mut call).poll(&mut context) {
-            Poll::Ready(line) => line,
-            Poll::Pending => {
-                // The task polls it again at once, with a waker of its own.
-                let output = output.clone();
-                let task = async move {
-                    if let Some(line) = call.await {
-                        output.send(line, Some(id));
-                    }
-                };
-                self.calls.spawn_on(task, &self.runtime);
-                None
+        if !more_waiting {
+            let _in_runtime = self.runtime.enter();
+            let mut context = Context::from_waker(Waker::noop());
+            if let Poll::Ready(line) = Pin::new(&mut call).poll(&mut context) {
+                return line;
             }
         }
+        // The task polls it (again) at once, with a waker of its own.
+        let output = output.clone();
+        let task = async move {
+            if let Some(line) = call.await {
+                output.send(line, Some(id));
+            }
+        };
+        self.calls.spawn_on(task, &self.runtime);
+        None
     }
 }
 

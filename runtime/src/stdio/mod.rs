@@ -341,7 +341,11 @@ impl Reader {
                     self.answer_duplicate(&id);
                     return true;
                 }
-                if let Some(mut line) = self.hot.run(id.clone(), hot, cancel, &self.output) {
+                let more_waiting = self.input.buffer().contains(&b'\n');
+                if let Some(mut line) =
+                    self.hot
+                        .run(id.clone(), hot, cancel, &self.output, more_waiting)
+                {
                     line.push(b'\n');
                     self.answered.lines.extend_from_slice(&line);
                     self.answered.ids.push(id);
