@@ -1,15 +1,38 @@
 //! The floor: the least an MCP stdio server can do per call. It reads one
 //! line with a blocking read, parses it with serde_json, answers
-//! `initialize`, `tools/list` and `tools/call` (text-kit's `transform`,
-//! compiled in) and writes one line back. No async runtime, no protocol
-//! library, no checks: what any stdio server pays at the least.
+//! `initialize`, `tools/list` and `tools/call` (text-kit's `transform`)
+//! and writes one line back. No protocol library, no checks: what any
+//! stdio server pays at the least.
+//!
+//! By default `transform` is compiled in. With `--sandbox WASM CACHE_DIR`
+//! it runs in a fresh instance of text-kit's component instead, through
+//! `stockade-host-api` under the demo manifest's limits (a current-thread
+//! tokio runtime drives the call on the reading thread): the floor of any
+//! server that isolates every call the way Stockade does.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use stockade_host_api::{
+    CallLimits, CallerIdentity, ContentItem, EgressPolicy, LoadedComponent, Sandbox,
+    SandboxSettings, ToolGrant,
+};
 use text_kit::TransformArgs;
+use tokio_util::sync::CancellationToken;
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tool = match args.as_slice() {
+        [] => Tool::Native,
+        [flag, wasm, cache] if flag == "--sandbox" => {
+            Tool::Sandboxed(Box::new(Sandboxed::new(Path::new(wasm), Path::new(cache))?))
+        }
+        _ => bail!("usage: floor-server [--sandbox WASM CACHE_DIR]"),
+    };
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut line = Vec::with_capacity(1024);
@@ -38,7 +61,7 @@ fn main() -> std::io::Result<()> {
                 "description": "Transform text: upper, lower, reverse, trim or slug.",
                 "inputSchema": { "type": "object" },
             }]}),
-            Some("tools/call") => call(params),
+            Some("tools/call") => tool.call(params),
             _ => {
                 let error = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32601, "message": "method not found" } });
                 write_line(&mut stdout, &error)?;
@@ -52,18 +75,98 @@ fn main() -> std::io::Result<()> {
     }
 }
 
-/// `transform`, or an error result for unusable arguments.
-fn call(params: &Value) -> Value {
-    let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
-    match serde_json::from_value::<TransformArgs>(arguments) {
-        Ok(args) => json!({
-            "content": [{ "type": "text", "text": text_kit::transform(&args.text, args.op) }],
-            "isError": false,
-        }),
-        Err(err) => json!({
-            "content": [{ "type": "text", "text": format!("invalid arguments: {err}") }],
-            "isError": true,
-        }),
+/// Where `transform` runs.
+enum Tool {
+    /// Compiled into this program.
+    Native,
+    /// In a fresh sandbox instance per call.
+    Sandboxed(Box<Sandboxed>),
+}
+
+impl Tool {
+    /// `transform` of the call's arguments, as a `tools/call` result.
+    fn call(&self, params: &Value) -> Value {
+        let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
+        let output = match self {
+            Tool::Native => serde_json::from_value::<TransformArgs>(arguments)
+                .map(|args| text_kit::transform(&args.text, args.op))
+                .map_err(|err| format!("invalid arguments: {err}")),
+            Tool::Sandboxed(sandboxed) => sandboxed.call(&arguments.to_string()),
+        };
+        match output {
+            Ok(text) => json!({ "content": [{ "type": "text", "text": text }], "isError": false }),
+            Err(message) => {
+                json!({ "content": [{ "type": "text", "text": message }], "isError": true })
+            }
+        }
+    }
+}
+
+/// text-kit's component in a sandbox set up as the bench's sandbox rows
+/// set it up.
+struct Sandboxed {
+    sandbox: Sandbox,
+    component: LoadedComponent,
+    grant: ToolGrant,
+    caller: CallerIdentity,
+    runtime: tokio::runtime::Runtime,
+    never_cancelled: CancellationToken,
+}
+
+impl Sandboxed {
+    fn new(wasm: &Path, cache_dir: &Path) -> Result<Self> {
+        let settings = SandboxSettings {
+            cache_dir: Some(cache_dir.to_owned()),
+            max_concurrent_calls: 32,
+            ..SandboxSettings::default()
+        };
+        let sandbox = Sandbox::new(&settings).context("starting the sandbox")?;
+        let component = sandbox
+            .load(wasm, None)
+            .with_context(|| format!("loading {}", wasm.display()))?;
+        let grant = ToolGrant {
+            label: "text-kit".into(),
+            limits: CallLimits {
+                fuel: 200_000_000,
+                memory_bytes: 32 << 20,
+                timeout: Duration::from_secs(2),
+                ..CallLimits::default()
+            },
+            fs: Vec::new(),
+            egress: Arc::new(EgressPolicy::default()),
+            secrets: None,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            sandbox,
+            component,
+            grant,
+            caller: CallerIdentity {
+                client: "floor".into(),
+                ..CallerIdentity::default()
+            },
+            runtime,
+            never_cancelled: CancellationToken::new(),
+        })
+    }
+
+    /// One call in a fresh instance: the text of its result, or why not.
+    fn call(&self, arguments: &str) -> Result<String, String> {
+        let report = self.runtime.block_on(self.sandbox.call(
+            &self.component,
+            &self.grant,
+            &self.caller,
+            "transform",
+            arguments,
+            &self.never_cancelled,
+        ));
+        let output = report.result.map_err(|err| err.to_string())?;
+        match output.content.first() {
+            Some(ContentItem::Text(text) | ContentItem::Json(text)) => Ok(text.clone()),
+            _ => Err("transform returned no text".into()),
+        }
     }
 }
 

@@ -34,6 +34,11 @@ const TARGET_STDIO_RATIO: f64 = 1.5;
 const TARGET_FLOOR_RATIO: f64 = 3.0;
 /// Server CPU per stdio `tools/call`, all threads.
 const TARGET_CALL_CPU: Duration = Duration::from_micros(40);
+/// stdio `tools/call` p50 and server CPU per call from a raw client, over
+/// those of the floor with the tool in a fresh sandbox instance per call:
+/// what Stockade's protocol, policy, validation and audit may cost on top
+/// of the isolation every call must have.
+const TARGET_SANDBOXED_FLOOR_RATIO: f64 = 2.0;
 /// stdio `tools/call`s per second with 8 in flight on one session.
 const TARGET_PIPELINED_RATE: f64 = 30_000.0;
 const TARGET_WARM_START: Duration = Duration::from_millis(100);
@@ -384,6 +389,19 @@ fn floor_server(artifacts: &Artifacts) -> ServerCommand {
     }
 }
 
+/// The floor with `transform` run in a fresh sandbox instance per call,
+/// its compiled component cached in `cache_dir`.
+fn sandboxed_floor_server(artifacts: &Artifacts, cache_dir: &Path) -> Result<ServerCommand> {
+    Ok(ServerCommand {
+        program: artifacts.floor_server.clone(),
+        args: vec![
+            "--sandbox".into(),
+            artifacts.wasm("text_kit")?.to_string_lossy().into_owned(),
+            cache_dir.to_string_lossy().into_owned(),
+        ],
+    })
+}
+
 fn native_server(artifacts: &Artifacts) -> ServerCommand {
     ServerCommand {
         program: artifacts.native_server.clone(),
@@ -600,16 +618,19 @@ async fn measure_stdio(
         baseline_name: "native rmcp server".into(),
         baseline: Figure::Rate(native_rate),
     });
-    measure_stdio_raw(plan, artifacts, &examples_config, findings).await
+    let sandboxed_floor = sandboxed_floor_server(artifacts, &scratch.path("cache-floor"))?;
+    measure_stdio_raw(plan, artifacts, &examples_config, sandboxed_floor, findings).await
 }
 
 /// The same calls from a raw JSON-RPC client (blocking line I/O, no
-/// protocol library), against the native rmcp server and the raw
-/// JSON-line floor.
+/// protocol library), against the native rmcp server, the raw JSON-line
+/// floor, and that floor with the tool in a fresh sandbox instance per
+/// call (`sandboxed_floor`).
 async fn measure_stdio_raw(
     plan: &Plan,
     artifacts: &Artifacts,
     config: &Path,
+    sandboxed_floor: ServerCommand,
     findings: &mut Findings,
 ) -> Result<()> {
     progress("stdio: raw client");
@@ -617,6 +638,7 @@ async fn measure_stdio_raw(
         stockade_serving(artifacts, config),
         native_server(artifacts),
         floor_server(artifacts),
+        sandboxed_floor,
     ];
     let (warmup, calls, total, soak) = (
         plan.stdio_warmup,
@@ -640,11 +662,15 @@ async fn measure_stdio_raw(
         anyhow::Ok((sequential, rates, (before, after)))
     })
     .await??;
-    let ([stockade, native, floor], &[stockade_rate, native_rate, floor_rate]) = (
-        <[raw::RawSequential; 3]>::try_from(sequential)
+    let (
+        [stockade, native, floor, sandboxed],
+        &[stockade_rate, native_rate, floor_rate, sandboxed_rate],
+    ) = (
+        <[raw::RawSequential; 4]>::try_from(sequential)
             .map_err(|_| anyhow::anyhow!("one series of raw calls per server"))?,
         rates.as_slice(),
-    ) else {
+    )
+    else {
         bail!("one rate per server");
     };
 
@@ -671,15 +697,37 @@ async fn measure_stdio_raw(
         ),
         met: stockade_rate >= TARGET_PIPELINED_RATE,
     });
+    let sandboxed_ratio =
+        stockade.latency.p50().as_secs_f64() / sandboxed.latency.p50().as_secs_f64();
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "stdio `tools/call` p50, raw client, {sandboxed_ratio:.2}x the floor with a fresh sandbox instance per call <= {TARGET_SANDBOXED_FLOOR_RATIO}x"
+        ),
+        met: sandboxed_ratio <= TARGET_SANDBOXED_FLOOR_RATIO,
+    });
+    let sandboxed_cpu_ratio =
+        stockade.cpu_per_call.as_secs_f64() / sandboxed.cpu_per_call.as_secs_f64();
+    findings.verdicts.push(Verdict {
+        what: format!(
+            "server CPU per call, raw client, {sandboxed_cpu_ratio:.2}x the floor with a fresh sandbox instance per call <= {TARGET_SANDBOXED_FLOOR_RATIO}x"
+        ),
+        met: sandboxed_cpu_ratio <= TARGET_SANDBOXED_FLOOR_RATIO,
+    });
     let floor_name = "raw JSON-line floor";
+    let sandboxed_name = "floor, tool in a fresh sandbox instance";
     let native_name = "native rmcp server";
+    let baselines = [
+        (floor_name, &floor),
+        (sandboxed_name, &sandboxed),
+        (native_name, &native),
+    ];
     let latency = |name: &str| {
         format!(
             "stdio `tools/call`, sequential, raw client ({} calls), against the {name}",
             stockade.latency.len()
         )
     };
-    for (name, baseline) in [(floor_name, &floor), (native_name, &native)] {
+    for (name, baseline) in baselines {
         findings.rows.push(Row {
             measure: latency(name),
             stockade: Figure::Latency(stockade.latency.clone()),
@@ -687,7 +735,7 @@ async fn measure_stdio_raw(
             baseline: Figure::Latency(baseline.latency.clone()),
         });
     }
-    for (name, baseline) in [(floor_name, &floor), (native_name, &native)] {
+    for (name, baseline) in baselines {
         findings.rows.push(Row {
             measure: "server CPU per `tools/call`, raw client, all threads (mean)".into(),
             stockade: Figure::Mean(stockade.cpu_per_call),
@@ -701,7 +749,11 @@ async fn measure_stdio_raw(
         baseline_name: "the same server before them".into(),
         baseline: Figure::Bytes(rss_before),
     });
-    for (name, rate) in [(floor_name, floor_rate), (native_name, native_rate)] {
+    for (name, rate) in [
+        (floor_name, floor_rate),
+        (sandboxed_name, sandboxed_rate),
+        (native_name, native_rate),
+    ] {
         findings.rows.push(Row {
             measure: format!("stdio `tools/call`/s, raw client, {IN_FLIGHT} in flight"),
             stockade: Figure::Rate(stockade_rate),
