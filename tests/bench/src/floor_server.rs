@@ -10,17 +10,15 @@
 //! tokio runtime drives the call on the reading thread): the floor of any
 //! server that isolates every call the way Stockade does.
 
+mod demo_sandbox;
+
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use demo_sandbox::DemoSandbox;
 use serde_json::{Value, json};
-use stockade_host_api::{
-    CallLimits, CallerIdentity, ContentItem, EgressPolicy, LoadedComponent, Sandbox,
-    SandboxSettings, ToolGrant,
-};
+use stockade_host_api::ContentItem;
 use text_kit::TransformArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -102,51 +100,21 @@ impl Tool {
     }
 }
 
-/// text-kit's component in a sandbox set up as the bench's sandbox rows
-/// set it up.
+/// text-kit's component in a sandbox, and what drives a call on this
+/// thread.
 struct Sandboxed {
-    sandbox: Sandbox,
-    component: LoadedComponent,
-    grant: ToolGrant,
-    caller: CallerIdentity,
+    demo: DemoSandbox,
     runtime: tokio::runtime::Runtime,
     never_cancelled: CancellationToken,
 }
 
 impl Sandboxed {
     fn new(wasm: &Path, cache_dir: &Path) -> Result<Self> {
-        let settings = SandboxSettings {
-            cache_dir: Some(cache_dir.to_owned()),
-            max_concurrent_calls: 32,
-            ..SandboxSettings::default()
-        };
-        let sandbox = Sandbox::new(&settings).context("starting the sandbox")?;
-        let component = sandbox
-            .load(wasm, None)
-            .with_context(|| format!("loading {}", wasm.display()))?;
-        let grant = ToolGrant {
-            label: "text-kit".into(),
-            limits: CallLimits {
-                fuel: 200_000_000,
-                memory_bytes: 32 << 20,
-                timeout: Duration::from_secs(2),
-                ..CallLimits::default()
-            },
-            fs: Vec::new(),
-            egress: Arc::new(EgressPolicy::default()),
-            secrets: None,
-        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         Ok(Self {
-            sandbox,
-            component,
-            grant,
-            caller: CallerIdentity {
-                client: "floor".into(),
-                ..CallerIdentity::default()
-            },
+            demo: DemoSandbox::new(cache_dir, wasm, None, "floor")?,
             runtime,
             never_cancelled: CancellationToken::new(),
         })
@@ -154,10 +122,11 @@ impl Sandboxed {
 
     /// One call in a fresh instance: the text of its result, or why not.
     fn call(&self, arguments: &str) -> Result<String, String> {
-        let report = self.runtime.block_on(self.sandbox.call(
-            &self.component,
-            &self.grant,
-            &self.caller,
+        let demo = &self.demo;
+        let report = self.runtime.block_on(demo.sandbox.call(
+            &demo.component,
+            &demo.grant,
+            &demo.caller,
             "transform",
             arguments,
             &self.never_cancelled,

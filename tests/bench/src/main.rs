@@ -6,6 +6,7 @@
 //! (or `redaction`, `startup`, `stdio`, `audit`, `http`, `memory`) runs one
 //! section.
 
+mod demo_sandbox;
 mod deploy;
 mod http;
 mod memory;

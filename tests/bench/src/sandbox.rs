@@ -5,24 +5,19 @@
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use stockade_host_api::{
-    CallLimits, CallerIdentity, ContentItem, EgressPolicy, LoadedComponent, Sandbox,
-    SandboxSettings, ToolGrant,
-};
+use anyhow::{Result, bail};
+use stockade_host_api::ContentItem;
 use text_kit::Operation;
 
+use crate::demo_sandbox::DemoSandbox;
 use crate::stats::Samples;
 use crate::{TRANSFORM_INPUT, TRANSFORM_OUTPUT};
 
 /// A sandbox with text-kit loaded under the demo's limits.
 pub struct SandboxBench {
-    sandbox: Sandbox,
-    component: LoadedComponent,
-    grant: ToolGrant,
-    caller: CallerIdentity,
+    demo: DemoSandbox,
     arguments: String,
     never_cancelled: tokio_util::sync::CancellationToken,
 }
@@ -31,36 +26,9 @@ impl SandboxBench {
     /// Builds a sandbox whose compiled-component cache is `cache_dir` and
     /// loads the component at `wasm`.
     pub fn new(cache_dir: &Path, wasm: &Path, digest: &str) -> Result<Self> {
-        let settings = SandboxSettings {
-            cache_dir: Some(cache_dir.to_owned()),
-            max_concurrent_calls: 32,
-            ..SandboxSettings::default()
-        };
-        let sandbox = Sandbox::new(&settings).context("starting the sandbox")?;
-        let component = sandbox
-            .load(wasm, Some(digest))
-            .context("loading text-kit")?;
-        let grant = ToolGrant {
-            label: "text-kit".into(),
-            limits: CallLimits {
-                fuel: 200_000_000,
-                memory_bytes: 32 << 20,
-                timeout: Duration::from_secs(2),
-                ..CallLimits::default()
-            },
-            fs: Vec::new(),
-            egress: Arc::new(EgressPolicy::default()),
-            secrets: None,
-        };
         let arguments = serde_json::json!({ "text": TRANSFORM_INPUT, "op": "upper" }).to_string();
         Ok(Self {
-            sandbox,
-            component,
-            grant,
-            caller: CallerIdentity {
-                client: "bench".into(),
-                ..CallerIdentity::default()
-            },
+            demo: DemoSandbox::new(cache_dir, wasm, Some(digest), "bench")?,
             arguments,
             never_cancelled: tokio_util::sync::CancellationToken::new(),
         })
@@ -69,12 +37,13 @@ impl SandboxBench {
     /// One call: instantiate, run `transform`, drop the store; the result
     /// is checked so a broken call cannot pass for a fast one.
     async fn call(&self) -> Result<()> {
-        let report = self
+        let demo = &self.demo;
+        let report = demo
             .sandbox
             .call(
-                &self.component,
-                &self.grant,
-                &self.caller,
+                &demo.component,
+                &demo.grant,
+                &demo.caller,
                 "transform",
                 &self.arguments,
                 &self.never_cancelled,
