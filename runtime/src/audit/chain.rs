@@ -98,8 +98,8 @@ mod tests {
     fn times_are_utc_with_milliseconds() {
         let at = time::macros::datetime!(2026-03-04 05:06:07.089 +02:00);
         assert_eq!(format_time(at), "2026-03-04T03:06:07.089Z");
-        let midnight = time::macros::datetime!(0999-12-31 23:59:59.999999 UTC);
-        assert_eq!(format_time(midnight), "0999-12-31T23:59:59.999Z");
+        let last_moment = time::macros::datetime!(0999-12-31 23:59:59.999999 UTC);
+        assert_eq!(format_time(last_moment), "0999-12-31T23:59:59.999Z");
     }
 
     #[test]
