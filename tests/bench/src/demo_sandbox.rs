@@ -7,20 +7,21 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use stockade_host_api::{
-    CallLimits, CallerIdentity, EgressPolicy, LoadedComponent, Sandbox, SandboxSettings, ToolGrant,
+    CallLimits, CallReport, CallerIdentity, EgressPolicy, LoadedComponent, Sandbox,
+    SandboxSettings, ToolGrant,
 };
+use tokio_util::sync::CancellationToken;
 
 /// A sandbox with text-kit loaded under the demo's limits, and the
 /// caller its calls are made for.
 pub struct DemoSandbox {
-    /// The sandbox.
-    pub sandbox: Sandbox,
+    sandbox: Sandbox,
     /// text-kit, compiled.
-    pub component: LoadedComponent,
+    component: LoadedComponent,
     /// The demo manifest's limits and no capabilities.
-    pub grant: ToolGrant,
-    /// Who calls.
-    pub caller: CallerIdentity,
+    grant: ToolGrant,
+    caller: CallerIdentity,
+    never_cancelled: CancellationToken,
 }
 
 impl DemoSandbox {
@@ -57,6 +58,21 @@ impl DemoSandbox {
                 client: client.into(),
                 ..CallerIdentity::default()
             },
+            never_cancelled: CancellationToken::new(),
         })
+    }
+
+    /// One call of `transform` with JSON `arguments` in a fresh instance.
+    pub async fn transform(&self, arguments: &str) -> CallReport {
+        self.sandbox
+            .call(
+                &self.component,
+                &self.grant,
+                &self.caller,
+                "transform",
+                arguments,
+                &self.never_cancelled,
+            )
+            .await
     }
 }

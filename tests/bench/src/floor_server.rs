@@ -20,7 +20,6 @@ use demo_sandbox::DemoSandbox;
 use serde_json::{Value, json};
 use stockade_host_api::ContentItem;
 use text_kit::TransformArgs;
-use tokio_util::sync::CancellationToken;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,7 +104,6 @@ impl Tool {
 struct Sandboxed {
     demo: DemoSandbox,
     runtime: tokio::runtime::Runtime,
-    never_cancelled: CancellationToken,
 }
 
 impl Sandboxed {
@@ -116,21 +114,12 @@ impl Sandboxed {
         Ok(Self {
             demo: DemoSandbox::new(cache_dir, wasm, None, "floor")?,
             runtime,
-            never_cancelled: CancellationToken::new(),
         })
     }
 
     /// One call in a fresh instance: the text of its result, or why not.
     fn call(&self, arguments: &str) -> Result<String, String> {
-        let demo = &self.demo;
-        let report = self.runtime.block_on(demo.sandbox.call(
-            &demo.component,
-            &demo.grant,
-            &demo.caller,
-            "transform",
-            arguments,
-            &self.never_cancelled,
-        ));
+        let report = self.runtime.block_on(self.demo.transform(arguments));
         let output = report.result.map_err(|err| err.to_string())?;
         match output.content.first() {
             Some(ContentItem::Text(text) | ContentItem::Json(text)) => Ok(text.clone()),

@@ -19,7 +19,6 @@ use crate::{TRANSFORM_INPUT, TRANSFORM_OUTPUT};
 pub struct SandboxBench {
     demo: DemoSandbox,
     arguments: String,
-    never_cancelled: tokio_util::sync::CancellationToken,
 }
 
 impl SandboxBench {
@@ -30,25 +29,13 @@ impl SandboxBench {
         Ok(Self {
             demo: DemoSandbox::new(cache_dir, wasm, Some(digest), "bench")?,
             arguments,
-            never_cancelled: tokio_util::sync::CancellationToken::new(),
         })
     }
 
     /// One call: instantiate, run `transform`, drop the store; the result
     /// is checked so a broken call cannot pass for a fast one.
     async fn call(&self) -> Result<()> {
-        let demo = &self.demo;
-        let report = demo
-            .sandbox
-            .call(
-                &demo.component,
-                &demo.grant,
-                &demo.caller,
-                "transform",
-                &self.arguments,
-                &self.never_cancelled,
-            )
-            .await;
+        let report = self.demo.transform(&self.arguments).await;
         let output = report
             .result
             .map_err(|err| anyhow::anyhow!("sandbox call failed: {err}"))?;
